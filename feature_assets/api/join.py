@@ -1,0 +1,117 @@
+"""Join: a left source enriched with group-by features, bootstrap data and external parts."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from feature_assets.api.naming import creation_module_globals, output_table_name
+from feature_assets.api.query import Query
+
+
+class DataType:
+    """Chronon's DataType constants; composite types are tuples so they serialize to JSON."""
+    BOOLEAN = "BOOLEAN"
+    SHORT = "SHORT"
+    INT = "INT"
+    LONG = "LONG"
+    FLOAT = "FLOAT"
+    DOUBLE = "DOUBLE"
+    STRING = "STRING"
+    BINARY = "BINARY"
+
+    @staticmethod
+    def LIST(element):
+        return ["LIST", element]
+
+    @staticmethod
+    def MAP(key, value):
+        return ["MAP", key, value]
+
+    @staticmethod
+    def STRUCT(name, *fields):
+        return ["STRUCT", name, [list(f) for f in fields]]
+
+
+class JoinPart:
+    def __init__(self, group_by: Any, key_mapping: Optional[dict[str, str]] = None, prefix: Optional[str] = None,
+                 tags: Optional[dict] = None, **camel):
+        self.group_by = group_by or camel.pop("groupBy", None)
+        self.key_mapping = dict(key_mapping or camel.pop("keyMapping", None) or {})
+        self.prefix = prefix
+        self.tags = dict(tags or {})
+
+
+class ExternalSource:
+    """A feature source served by the user's own code online; offline it only comes from bootstrap."""
+
+    def __init__(self, name: str, team: Optional[str] = None, key_fields: Optional[list] = None,
+                 value_fields: Optional[list] = None, custom_json: Optional[str] = None):
+        self.name = name
+        self.team = team
+        self.key_fields = [tuple(f) for f in (key_fields or [])]
+        self.value_fields = [tuple(f) for f in (value_fields or [])]
+        self.custom_json = custom_json
+
+
+class ContextualSource(ExternalSource):
+    """Request context passed by the caller (for example a request id), logged with the features."""
+
+    def __init__(self, fields: list, team: Optional[str] = "chronon"):
+        super().__init__(name="contextual", team=team, key_fields=fields, value_fields=fields)
+
+
+class ExternalPart:
+    def __init__(self, source: ExternalSource, key_mapping: Optional[dict[str, str]] = None,
+                 prefix: Optional[str] = None):
+        self.source = source
+        self.key_mapping = dict(key_mapping or {})
+        self.prefix = prefix
+
+
+class BootstrapPart:
+    def __init__(self, table: str, query: Optional[Query] = None, key_columns: Optional[list[str]] = None):
+        self.table = table
+        self.query = query if query is not None else Query()
+        self.key_columns = list(key_columns) if key_columns else None
+
+
+class Join:
+    def __init__(self, left: Any, right_parts: list[JoinPart], check_consistency: Optional[bool] = None,
+                 additional_args: Optional[list] = None, additional_env: Optional[list] = None,
+                 dependencies: Optional[list] = None, online: bool = False, production: bool = False,
+                 output_namespace: Optional[str] = None, table_properties: Optional[dict] = None,
+                 env: Optional[dict] = None, lag: int = 0, skew_keys: Optional[dict] = None,
+                 sample_percent: Optional[float] = None, consistency_sample_percent: float = 5.0,
+                 online_external_parts: Optional[list[ExternalPart]] = None, offline_schedule: str = "@daily",
+                 historical_backfill: Optional[bool] = None, row_ids: Optional[list[str]] = None,
+                 bootstrap_parts: Optional[list[BootstrapPart]] = None, bootstrap_from_log: bool = False,
+                 label_part: Any = None, derivations: Optional[list] = None, tags: Optional[dict] = None,
+                 team: Optional[str] = None, name: Optional[str] = None, **kwargs):
+        self.left = left
+        self.right_parts = list(right_parts or [])
+        self.check_consistency = check_consistency
+        self.dependencies = list(dependencies or [])
+        self.online = bool(online)
+        self.production = bool(production)
+        self.output_namespace = output_namespace
+        self.table_properties = dict(table_properties or {})
+        self.lag = lag
+        self.skew_keys = dict(skew_keys or {})
+        self.sample_percent = sample_percent
+        self.consistency_sample_percent = consistency_sample_percent
+        self.online_external_parts = list(online_external_parts or [])
+        self.offline_schedule = offline_schedule
+        self.historical_backfill = historical_backfill
+        self.row_ids = list(row_ids or [])
+        self.bootstrap_parts = list(bootstrap_parts or [])
+        self.bootstrap_from_log = bool(bootstrap_from_log)
+        self.label_part = label_part
+        self.derivations = list(derivations or [])
+        self.tags = dict(tags or {})
+        self.team = team
+        self.name = name
+        self.unknown_arguments = dict(kwargs)
+        self._module_globals = creation_module_globals()
+
+
+def get_join_output_table_name(join: Join, full_name: bool = False) -> str:
+    return output_table_name(join, full_name)

@@ -1,0 +1,165 @@
+"""Compile Python feature configs to deterministic, key-sorted JSON under `production/`.
+
+`compile_configs(repo, conf)` compiles every object a config file defines plus the group-bys and joins
+they use; `load_compiled(repo)` reads the compiled configs back for the asset factory and the CLI.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from feature_assets.api import GroupBy, Join, StagingQuery
+from feature_assets.api.naming import resolve_name
+from feature_assets.api.sources import JoinSource, unwrap_source
+from feature_assets.compiler import discovery, serialize, validate
+from feature_assets.compiler.errors import CompileError
+
+PRODUCTION = "production"
+
+
+def to_json(compiled: dict) -> str:
+    return json.dumps(compiled, indent=2, sort_keys=True) + "\n"
+
+
+def compiled_path(repo: Path, kind: str, name: str) -> Path:
+    team, _, rest = name.partition(".")
+    return repo / PRODUCTION / kind / team / rest
+
+
+@dataclass
+class Compilation:
+    repo: Path
+    compiled: dict[tuple[str, str], dict] = field(default_factory=dict)  # (kind, name) -> JSON dict
+
+    def name_of(self, obj: Any, expected: type) -> str:
+        if not isinstance(obj, expected):
+            raise CompileError(discovery.source_file_of(self.repo, obj), None, None,
+                               f"expected a {expected.__name__}, got {type(obj).__name__}")
+        name = resolve_name(obj)
+        if name is None:
+            raise CompileError(discovery.source_file_of(self.repo, obj), None, None,
+                               f"this {expected.__name__} is not bound to a module-level variable in a config "
+                               "file, so it has no name (or pass name=...)")
+        return name
+
+    def add_group_by(self, group_by: GroupBy) -> dict:
+        name = self.name_of(group_by, GroupBy)
+        key = ("group_bys", name)
+        if key not in self.compiled:
+            file = discovery.source_file_of(self.repo, group_by)
+            for source in group_by.sources:
+                inner = unwrap_source(source)
+                if isinstance(inner, JoinSource):
+                    self.add_join(inner.join)
+            compiled = serialize.group_by_dict(group_by, name, file, self.join_reference)
+            if group_by.unknown_arguments:
+                raise CompileError(file, name, sorted(group_by.unknown_arguments)[0], "unknown GroupBy argument")
+            validate.validate_group_by(compiled, file)
+            self.compiled[key] = compiled
+        return self.compiled[key]
+
+    def join_reference(self, join: Join) -> dict:
+        return self.add_join(join)
+
+    def add_join(self, join: Join) -> dict:
+        name = self.name_of(join, Join)
+        key = ("joins", name)
+        if key not in self.compiled:
+            file = discovery.source_file_of(self.repo, join)
+            if join.unknown_arguments:
+                raise CompileError(file, name, sorted(join.unknown_arguments)[0], "unknown Join argument")
+            compiled = serialize.join_dict(join, name, file, self.add_group_by, self.join_reference)
+            validate.validate_join(compiled, file)
+            self.compiled[key] = compiled
+        return self.compiled[key]
+
+    def add_staging_query(self, staging_query: StagingQuery) -> dict:
+        name = self.name_of(staging_query, StagingQuery)
+        key = ("staging_queries", name)
+        if key not in self.compiled:
+            file = discovery.source_file_of(self.repo, staging_query)
+            compiled = serialize.staging_query_dict(staging_query, name, file)
+            validate.validate_staging_query(compiled, file)
+            self.compiled[key] = compiled
+        return self.compiled[key]
+
+    def add(self, obj: Any) -> dict:
+        if isinstance(obj, GroupBy):
+            return self.add_group_by(obj)
+        if isinstance(obj, Join):
+            return self.add_join(obj)
+        return self.add_staging_query(obj)
+
+
+def compile_configs(repo: str | Path, conf: str | Path | None = None) -> Compilation:
+    """Compile one config file (or, without `conf`, every config file of the repo)."""
+    repo = Path(repo).resolve()
+    compilation = Compilation(repo)
+    with discovery.repo_on_path(repo):
+        files = [resolve_conf(repo, conf)] if conf else discovery.config_files(repo)
+        for file in files:
+            module = discovery.load_module(repo, file)
+            objects = discovery.objects_defined_in(module)
+            if conf and not objects:
+                raise CompileError(str(file.relative_to(repo)), None, None, "defines no GroupBy, Join or StagingQuery")
+            for _, obj in objects:
+                compilation.add(obj)
+    return compilation
+
+
+def resolve_conf(repo: Path, conf: str | Path) -> Path:
+    path = Path(conf)
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, repo / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise CompileError(str(conf), None, None, f"no such config file (looked in {repo})")
+
+
+def write_compiled(compilation: Compilation, force: bool = False) -> list[Path]:
+    """Write every compiled object; changing an online config that exists already needs `force`."""
+    planned = []
+    for (kind, name), compiled in sorted(compilation.compiled.items()):
+        path = compiled_path(compilation.repo, kind, name)
+        text = to_json(compiled)
+        if path.exists() and compiled["metaData"].get("online") and not force:
+            existing = path.read_text()
+            if existing != text:
+                raise CompileError(compiled["metaData"]["sourceFile"], name, "online",
+                                   f"{path.relative_to(compilation.repo)} is an online config that would change; "
+                                   "re-run with --force to overwrite it")
+        planned.append((path, text))
+    written = []
+    for path, text in planned:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        written.append(path)
+    return written
+
+
+def load_compiled(repo: str | Path) -> dict[str, dict[str, dict]]:
+    """Every compiled config under `production/`, as {kind: {name: dict}}."""
+    root = Path(repo) / PRODUCTION
+    loaded: dict[str, dict[str, dict]] = {"group_bys": {}, "joins": {}, "staging_queries": {}}
+    for kind in loaded:
+        folder = root / kind
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            compiled = json.loads(path.read_text())
+            loaded[kind][compiled["metaData"]["name"]] = compiled
+    return loaded
+
+
+def load_compiled_file(path: str | Path) -> tuple[str, dict]:
+    """(kind, config) of one compiled file, e.g. production/joins/quickstart/training_set.v1."""
+    path = Path(path)
+    compiled = json.loads(path.read_text())
+    parts = path.resolve().parts
+    kind = next((p for p in reversed(parts) if p in ("group_bys", "joins", "staging_queries")), None)
+    if kind is None:
+        raise CompileError(str(path), None, None, "not inside production/{group_bys,joins,staging_queries}/")
+    return kind, compiled

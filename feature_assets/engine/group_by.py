@@ -1,0 +1,90 @@
+"""Group-by backfills: one row per key per `ds`, holding the values as of the end of that day."""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from feature_assets.compiler.columns import group_by_value_columns, source_of
+from feature_assets.engine.derivations import apply_derivations
+from feature_assets.engine.sources import MILLIS_PER_DAY, events_start_for, read_source
+from feature_assets.engine.specs import agg_specs, max_window_millis
+from feature_assets.engine.windowed import windowed_features
+from feature_assets.storage import Warehouse, shift_ds
+
+
+def end_of_day_millis(ds_column: str = "ds"):
+    """Epoch millis of 00:00 UTC on the day after `ds`: the end of that day."""
+    return (F.unix_timestamp(F.to_date(F.col(ds_column)).cast("timestamp")).cast("long") * 1000 + MILLIS_PER_DAY)
+
+
+def keys_not_null(keys: list[str]):
+    condition = F.lit(True)
+    for key in keys:
+        condition = condition & F.col(key).isNotNull()
+    return condition
+
+
+def read_group_by_sources(warehouse: Warehouse, group_by: dict, start_ds: str | None, end_ds: str) -> DataFrame:
+    """The union of a group-by's sources over a range (all sources are of one kind)."""
+    frames = [read_source(warehouse, kind, payload, start_ds, end_ds)
+              for kind, payload in (next(iter(s.items())) for s in group_by["sources"])]
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame, allowMissingColumns=True)
+    return union
+
+
+def snapshot_backfill(warehouse: Warehouse, group_by: dict, start_ds: str, end_ds: str) -> DataFrame:
+    """The group-by's daily table for [start_ds, end_ds]: keys, base and derived feature columns, ds."""
+    kind, _ = source_of(group_by)
+    keys = group_by["keyColumns"]
+    if kind == "entities":
+        frame = _entity_snapshot(warehouse, group_by, start_ds, end_ds)
+    else:
+        frame = _event_snapshot(warehouse, group_by, start_ds, end_ds)
+    base = group_by_value_columns(group_by)
+    frame = apply_derivations(frame, group_by.get("derivations") or [], base, keep=keys + ["ds"], keep_base=True)
+    return frame
+
+
+def _event_snapshot(warehouse: Warehouse, group_by: dict, start_ds: str, end_ds: str) -> DataFrame:
+    keys = group_by["keyColumns"]
+    specs = agg_specs(group_by)
+    max_window = max_window_millis(specs)
+    events_start = events_start_for(start_ds, max_window)
+    if group_by.get("backfillStartDate") and (events_start is None or group_by["backfillStartDate"] > events_start):
+        events_start = group_by["backfillStartDate"]
+    events = read_group_by_sources(warehouse, group_by, events_start, end_ds)
+    events = events.where(keys_not_null(keys))
+    # A key gets a row on day d when some event can still be inside a window ending at the end of d.
+    reach_days = None if max_window is None else -(-max_window // MILLIS_PER_DAY)
+    last_day = F.lit(end_ds) if reach_days is None else F.least(F.lit(end_ds), F.date_add(F.col("ds"), reach_days - 1).cast("string"))
+    first_day = F.greatest(F.lit(start_ds), F.col("ds"))
+    query_days = (events.select(*keys, "ds").distinct()
+                  .select(*keys, first_day.alias("first"), last_day.alias("last"))
+                  .where(F.col("first") <= F.col("last"))
+                  .select(*keys, F.explode(F.sequence(F.to_date("first"), F.to_date("last"))).alias("day"))
+                  .select(*keys, F.col("day").cast("string").alias("ds")).distinct())
+    queries = query_days.withColumn("ts", end_of_day_millis())
+    return windowed_features(events, queries, keys, specs).drop("ts")
+
+
+def _entity_snapshot(warehouse: Warehouse, group_by: dict, start_ds: str, end_ds: str) -> DataFrame:
+    keys = group_by["keyColumns"]
+    rows = read_group_by_sources(warehouse, group_by, start_ds, end_ds)
+    if not group_by.get("aggregations"):
+        # One row per key and day: with duplicate snapshot rows the greatest row (by its columns) wins.
+        values = [c for c in rows.columns if c not in keys and c != "ds" and c != "ts"]
+        order = [F.col(c).desc_nulls_last() for c in values]
+        ranked = rows.withColumn("__rank", F.row_number().over(
+            Window.partitionBy(*keys, "ds").orderBy(*order) if order else Window.partitionBy(*keys, "ds").orderBy("ds")))
+        return ranked.where("__rank = 1").select(*keys, *values, "ds")
+    specs = agg_specs(group_by)
+    # Aggregate each day's snapshot on its own: the day is part of the key; rows sit at the day's last millisecond.
+    events = rows.withColumn("ts", end_of_day_millis() - 1)
+    queries = rows.select(*keys, "ds").distinct().withColumn("ts", end_of_day_millis())
+    return windowed_features(events, queries, keys + ["ds"], specs).drop("ts")
+
+
+def previous_day_range(start_ds: str, end_ds: str) -> tuple[str, str]:
+    return shift_ds(start_ds, -1), shift_ds(end_ds, -1)

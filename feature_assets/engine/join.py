@@ -1,0 +1,133 @@
+"""Point-in-time correct joins: the left rows, one table per join part, and the assembled output.
+
+A join part's table holds one row per distinct (left keys, ts, ds) of the left side with that part's
+prefixed feature columns; the output joins them back to every left row, so each left row appears
+exactly once. How a part is computed depends on accuracy and source kinds:
+
+- event left, TEMPORAL event group-by: windows end at the left row's ts (the window kernel on raw events);
+- event left, SNAPSHOT group-by or entity group-by: the group-by's daily table of `ds - 1` (end of the
+  previous day, i.e. the start of the left row's day);
+- entity left: the group-by's daily table of the same `ds` (end of the left row's day).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from feature_assets.compiler.columns import (clean_name, external_part_columns, group_by_output_columns,
+                                             group_by_value_columns, join_part_prefix, source_of)
+from feature_assets.engine.derivations import apply_derivations
+from feature_assets.engine.group_by import read_group_by_sources
+from feature_assets.engine.sources import events_start_for, read_source
+from feature_assets.engine.specs import agg_specs, max_window_millis
+from feature_assets.engine.windowed import windowed_features
+from feature_assets.engine.window_kernel import COUNT_LIKE
+from feature_assets.storage import Warehouse, shift_ds
+
+# Reads a group-by's daily table for [start_ds, end_ds].
+SnapshotReader = Callable[[dict, str, str], DataFrame]
+
+DATA_TYPES = {"BOOLEAN": "boolean", "SHORT": "short", "INT": "int", "LONG": "long", "FLOAT": "float",
+              "DOUBLE": "double", "STRING": "string", "BINARY": "binary"}
+
+
+def left_kind(join: dict) -> str:
+    return next(iter(join["left"]))
+
+
+def read_left(warehouse: Warehouse, join: dict, start_ds: str, end_ds: str) -> DataFrame:
+    kind, payload = next(iter(join["left"].items()))
+    return read_source(warehouse, kind, payload, start_ds, end_ds)
+
+
+def part_key_columns(part: dict) -> list[tuple[str, str]]:
+    """(left column, group-by key) pairs of a join part."""
+    inverse = {gb_key: left_col for left_col, gb_key in (part.get("keyMapping") or {}).items()}
+    return [(inverse.get(key, key), key) for key in part["groupBy"]["keyColumns"]]
+
+
+def part_name(join: dict, part: dict) -> str:
+    return f"{clean_name(join['metaData']['name'])}_{join_part_prefix(part)}{clean_name(part['groupBy']['metaData']['name'])}"
+
+
+def part_feature_prefix(part: dict) -> str:
+    return join_part_prefix(part) + clean_name(part["groupBy"]["metaData"]["name"]) + "_"
+
+
+def uses_snapshot_table(join: dict, part: dict) -> bool:
+    """Whether a join part reads its group-by's daily table instead of raw events."""
+    gb_kind, _ = source_of(part["groupBy"])
+    return left_kind(join) == "entities" or gb_kind == "entities" or part["groupBy"]["accuracy"] == "SNAPSHOT"
+
+
+def snapshot_offset(join: dict) -> int:
+    """Entity left rows see the end of their own day; event left rows the end of the previous day."""
+    return 0 if left_kind(join) == "entities" else -1
+
+
+def compute_join_part(warehouse: Warehouse, join: dict, part: dict, left: DataFrame, start_ds: str, end_ds: str,
+                      read_snapshot: SnapshotReader) -> DataFrame:
+    """The part's table: left key columns, ts, ds and the part's prefixed feature columns."""
+    group_by = part["groupBy"]
+    pairs = part_key_columns(part)
+    left_keys = [left_col for left_col, _ in pairs]
+    gb_keys = [gb_key for _, gb_key in pairs]
+    queries = left.select(*left_keys, "ts", "ds").distinct()
+    base = group_by_value_columns(group_by)
+    if uses_snapshot_table(join, part):
+        offset = snapshot_offset(join)
+        snapshot = read_snapshot(group_by, shift_ds(start_ds, offset), shift_ds(end_ds, offset))
+        snapshot = snapshot.select(*[F.col(k).alias(f"__gb_{k}") for k in gb_keys], *base,
+                                   F.date_add(F.to_date("ds"), -offset).cast("string").alias("__left_ds"))
+        condition = F.col("ds") == F.col("__left_ds")
+        for left_col, gb_key in pairs:
+            condition = condition & (F.col(left_col) == F.col(f"__gb_{gb_key}"))
+        features = queries.join(snapshot, condition, "left").select(*left_keys, "ts", "ds", *base)
+        features = _fill_empty_defaults(features, group_by, left_keys)
+    else:
+        specs = agg_specs(group_by)
+        events_start = events_start_for(shift_ds(start_ds, -1), max_window_millis(specs))
+        events = read_group_by_sources(warehouse, group_by, events_start, end_ds)
+        features = windowed_features(events, queries, left_keys, specs, event_keys=gb_keys)
+    features = apply_derivations(features, group_by.get("derivations") or [], base, keep=left_keys + ["ts", "ds"])
+    prefix = part_feature_prefix(part)
+    outputs = group_by_output_columns(group_by)
+    return features.select(*left_keys, "ts", "ds", *[F.col(c).alias(prefix + c) for c in outputs])
+
+
+def _fill_empty_defaults(frame: DataFrame, group_by: dict, left_keys: list[str]) -> DataFrame:
+    """A key absent from the daily table has empty windows: counts are 0 there (unless a key is null)."""
+    keyed = F.lit(True)
+    for key in left_keys:
+        keyed = keyed & F.col(key).isNotNull()
+    count_columns = {spec.column_name for spec in agg_specs(group_by) if spec.operation in COUNT_LIKE and not spec.bucket}
+    return frame.select(*[
+        F.when(keyed, F.coalesce(F.col(c), F.lit(0).cast("long"))).alias(c) if c in count_columns else F.col(c)
+        for c in frame.columns])
+
+
+def assemble_join(join: dict, left: DataFrame, part_tables: list[tuple[dict, DataFrame]]) -> DataFrame:
+    """Every left row exactly once, with each part's features, external columns and derivations."""
+    output = left
+    for index, (part, table) in enumerate(part_tables):
+        left_keys = [left_col for left_col, _ in part_key_columns(part)]
+        renamed = table.select(*[F.col(c).alias(f"__p{index}_{c}") for c in left_keys + ["ts", "ds"]],
+                               *[c for c in table.columns if c not in left_keys + ["ts", "ds"]])
+        condition = F.lit(True)
+        for column in left_keys + ["ts", "ds"]:
+            condition = condition & F.col(column).eqNullSafe(F.col(f"__p{index}_{column}"))
+        output = output.join(renamed, condition, "left").drop(*[f"__p{index}_{c}" for c in left_keys + ["ts", "ds"]])
+    for external in join.get("onlineExternalParts") or []:
+        types = dict((name, data_type) for name, data_type in external["source"]["valueFields"])
+        for column, (name, _) in zip(external_part_columns(external), external["source"]["valueFields"]):
+            if column not in output.columns:
+                output = output.withColumn(column, F.lit(None).cast(DATA_TYPES.get(types[name], "string")))
+    left_columns = left.columns
+    feature_columns = [c for c in output.columns if c not in left_columns]
+    derivations = join.get("derivations") or []
+    if derivations:
+        output = apply_derivations(output, derivations, feature_columns, keep=[c for c in left_columns if c != "ds"] + ["ds"])
+    ordered = [c for c in output.columns if c != "ds"] + ["ds"]
+    return output.select(*ordered)

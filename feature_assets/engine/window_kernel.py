@@ -1,0 +1,376 @@
+"""Exact sliding-window aggregation for many keys at once, vectorized with numpy.
+
+The engine sends one hash bucket of keys to this kernel (events plus query rows). Here every event of a
+key is laid out in one sorted array per input column, ordered by (key, ts, value), and every query row
+(key, t) finds its window [t - W, t) with two binary searches on a combined (key, ts) integer. Operations
+then read that index range [lo, hi):
+
+- COUNT, SUM, AVERAGE, VARIANCE, SKEW, KURTOSIS: differences of prefix sums (O(1) per row);
+- MIN, MAX: a sparse table of range minima (O(1) per row after O(n log n) set-up);
+- FIRST, LAST, FIRST_K, LAST_K: the ends of the range (ties on equal ts: the larger value is the later one);
+- TOP_K, BOTTOM_K, UNIQUE_COUNT, BOUNDED_UNIQUE_COUNT, HISTOGRAM and the datasketches-based
+  APPROX_UNIQUE_COUNT (CPC) and APPROX_PERCENTILE (KLL): per row over the range.
+
+Windows are exact: an event at exactly t is excluded, one at exactly t - W included. Null input values are
+ignored; a query row whose key has a null gets null for every feature (counts included).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+COUNT_LIKE = frozenset({"COUNT", "UNIQUE_COUNT", "APPROX_UNIQUE_COUNT", "BOUNDED_UNIQUE_COUNT"})
+MOMENT_OPS = frozenset({"VARIANCE", "SKEW", "KURTOSIS"})
+INTEGRAL_TYPES = frozenset({"long", "int", "short", "byte", "bigint", "integer", "smallint", "tinyint"})
+
+
+@dataclass(frozen=True)
+class AggSpec:
+    """One output column: an operation over one input column, one window and maybe one bucket column."""
+    column_name: str
+    input_column: str
+    operation: str
+    arg_map: tuple  # sorted (key, value) pairs, hashable
+    window_millis: int | None
+    bucket: str | None = None
+
+    @property
+    def args(self) -> dict:
+        return dict(self.arg_map)
+
+    @property
+    def k(self) -> int:
+        return int(self.args.get("k", 8))
+
+
+def encode_keys(frame: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """An int64 code per row, equal for equal keys; -1 where any key is null."""
+    codes = np.zeros(len(frame), dtype=np.int64)
+    null = np.zeros(len(frame), dtype=bool)
+    for key in keys:
+        key_codes, uniques = pd.factorize(frame[key], use_na_sentinel=True)
+        null |= key_codes < 0
+        codes = codes * (len(uniques) + 1) + key_codes
+    if len(keys) > 1:
+        codes, _ = pd.factorize(codes)
+    codes = codes.astype(np.int64)
+    codes[null] = -1
+    return codes
+
+
+class SortedColumn:
+    """The non-null values of one input column (for one bucket), sorted by (key, ts, value)."""
+
+    def __init__(self, codes: np.ndarray, ts: np.ndarray, values: pd.Series, integral: bool, tmin: int, span: int):
+        keep = (codes >= 0) & values.notna().to_numpy()
+        frame = pd.DataFrame({"c": codes[keep], "t": ts[keep], "v": values[keep].to_numpy()})
+        frame = frame.sort_values(["c", "t", "v"], kind="mergesort")
+        self.values = frame["v"].to_numpy()
+        if integral:
+            self.values = self.values.astype(np.int64)
+        self.integral = integral
+        self.numeric = integral or np.issubdtype(self.values.dtype, np.floating) or self.values.dtype == bool
+        self.ts = frame["t"].to_numpy(dtype=np.int64)
+        self.combined = frame["c"].to_numpy(dtype=np.int64) * span + (self.ts - tmin)
+        self._prefix: dict[int, np.ndarray] = {}
+        self._sparse: dict[str, list[np.ndarray]] = {}
+        self._ranks: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    # prefix sums of (value - center) ** power, so moments of a window are differences
+    def prefix(self, power: int) -> np.ndarray:
+        if power not in self._prefix:
+            if power == 1 and self.integral:
+                base = self.values
+            else:
+                base = (self.values.astype(np.float64) - self.center) ** power
+            self._prefix[power] = np.concatenate([[0], np.cumsum(base)])
+        return self._prefix[power]
+
+    def long_prefix(self, power: int) -> np.ndarray:
+        key = -power
+        if key not in self._prefix:
+            base = (self.values.astype(np.longdouble) - np.longdouble(self.center)) ** power
+            self._prefix[key] = np.concatenate([[np.longdouble(0)], np.cumsum(base)])
+        return self._prefix[key]
+
+    @property
+    def center(self) -> float:
+        return float(np.mean(self.values.astype(np.float64))) if len(self.values) else 0.0
+
+    def order_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Values as int ranks (for MIN/MAX of any ordered type) and the sorted unique values."""
+        if self._ranks is None:
+            uniques, ranks = np.unique(self.values, return_inverse=True)
+            self._ranks = (ranks.astype(np.int64), uniques)
+        return self._ranks
+
+    def range_extreme(self, lo: np.ndarray, hi: np.ndarray, largest: bool) -> np.ndarray:
+        """Rank of the min (or max) value in each non-empty [lo, hi)."""
+        name = "max" if largest else "min"
+        reduce = np.maximum if largest else np.minimum
+        if name not in self._sparse:
+            ranks, _ = self.order_codes()
+            table = [ranks]
+            width = 1
+            while width * 2 <= len(ranks):
+                previous = table[-1]
+                table.append(reduce(previous[:-width], previous[width:]))
+                width *= 2
+            self._sparse[name] = table
+        table = self._sparse[name]
+        length = hi - lo
+        level = np.floor(np.log2(np.maximum(length, 1))).astype(np.int64)
+        result = np.zeros(len(lo), dtype=np.int64)
+        for lvl in np.unique(level[length > 0]):
+            rows = np.nonzero((level == lvl) & (length > 0))[0]
+            row_table = table[lvl]
+            result[rows] = reduce(row_table[lo[rows]], row_table[hi[rows] - (1 << lvl)])
+        return result
+
+
+def _nullable_int(values: np.ndarray, null: np.ndarray) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(np.where(null, 0, values).astype(np.int64), null.copy())
+
+
+def _object_column(items: Iterable, null: np.ndarray) -> np.ndarray:
+    out = np.empty(len(null), dtype=object)
+    for index, item in enumerate(items):
+        out[index] = None if null[index] else item
+    return out
+
+
+def _python_values(values: np.ndarray) -> list:
+    return values.tolist()
+
+
+def compute_spec(column: SortedColumn, spec: AggSpec, lo: np.ndarray, hi: np.ndarray):
+    """One feature column for all query rows, as a pandas-compatible array (nulls where empty)."""
+    op = spec.operation
+    count = (hi - lo).astype(np.int64)
+    empty = count == 0
+    if op == "COUNT":
+        return count
+    if op == "SUM":
+        prefix = column.prefix(1)
+        if column.integral:
+            return _nullable_int(prefix[hi] - prefix[lo], empty)
+        total = (prefix[hi] - prefix[lo]) + count * column.center
+        return np.where(empty, np.nan, total)
+    if op == "AVERAGE":
+        prefix = column.prefix(1)
+        total = (prefix[hi] - prefix[lo]).astype(np.float64)
+        if not column.integral:
+            total = total + count * column.center
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(empty, np.nan, total / np.maximum(count, 1))
+    if op in MOMENT_OPS:
+        return _moments(column, op, lo, hi, count, empty)
+    if op in ("MIN", "MAX"):
+        ranks = column.range_extreme(lo, hi, largest=(op == "MAX"))
+        _, uniques = column.order_codes()
+        picked = uniques[np.minimum(ranks, max(len(uniques) - 1, 0))] if len(uniques) else np.zeros(len(lo))
+        return _typed(column, picked, empty)
+    if op in ("FIRST", "LAST"):
+        index = np.where(empty, 0, lo if op == "FIRST" else hi - 1)
+        picked = column.values[np.minimum(index, max(len(column) - 1, 0))] if len(column) else np.zeros(len(lo))
+        return _typed(column, picked, empty)
+    if op in ("FIRST_K", "LAST_K"):
+        k = spec.k
+        values = column.values
+        if op == "FIRST_K":
+            slices = (values[a:min(a + k, b)] for a, b in zip(lo, hi))
+        else:
+            slices = (values[max(a, b - k):b][::-1] for a, b in zip(lo, hi))
+        return _object_column((_python_values(s) for s in slices), empty)
+    return _per_row(column, spec, lo, hi, empty)
+
+
+def _typed(column: SortedColumn, picked: np.ndarray, empty: np.ndarray):
+    if column.integral:
+        return _nullable_int(picked.astype(np.int64), empty)
+    if column.numeric and picked.dtype != object:
+        return np.where(empty, np.nan, picked.astype(np.float64))
+    return _object_column(picked.tolist(), empty)
+
+
+def _moments(column: SortedColumn, op: str, lo, hi, count, empty):
+    """Population moments. Small windows are computed directly (two passes, no cancellation);
+    large ones from centered extended-precision prefix sums."""
+    out = np.full(len(lo), np.nan)
+    small = np.nonzero(~empty & (count <= SMALL_WINDOW))[0]
+    values = column.values.astype(np.float64)
+    for row in small:
+        out[row] = _direct_moment(values[lo[row]:hi[row]], op)
+    large = np.nonzero(count > SMALL_WINDOW)[0]
+    if len(large):
+        a, b = lo[large], hi[large]
+        n = count[large].astype(np.longdouble)
+        s1, s2, s3, s4 = (column.long_prefix(p)[b] - column.long_prefix(p)[a] for p in (1, 2, 3, 4))
+        mean = s1 / n
+        m2 = s2 / n - mean ** 2
+        m3 = s3 / n - 3 * mean * s2 / n + 2 * mean ** 3
+        m4 = s4 / n - 4 * mean * s3 / n + 6 * mean ** 2 * s2 / n - 3 * mean ** 4
+        low = column.range_extreme(a, b, largest=False)
+        high = column.range_extreme(a, b, largest=True)
+        m2 = np.where(low == high, 0.0, np.maximum(m2, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if op == "VARIANCE":
+                result = m2
+            elif op == "SKEW":
+                result = np.where(m2 > 0, m3 / np.where(m2 > 0, m2, 1.0) ** 1.5, np.nan)
+            else:
+                result = np.where(m2 > 0, m4 / np.where(m2 > 0, m2, 1.0) ** 2 - 3.0, np.nan)
+        out[large] = result.astype(np.float64)
+    return out
+
+
+SMALL_WINDOW = 64
+
+
+def _direct_moment(window: np.ndarray, op: str) -> float:
+    deviations = window - window.mean()
+    m2 = float(np.mean(deviations ** 2))
+    if op == "VARIANCE":
+        return 0.0 if window.min() == window.max() else m2
+    if window.min() == window.max() or m2 <= 0:
+        return np.nan
+    if op == "SKEW":
+        return float(np.mean(deviations ** 3)) / m2 ** 1.5
+    return float(np.mean(deviations ** 4)) / m2 ** 2 - 3.0
+
+
+def _per_row(column: SortedColumn, spec: AggSpec, lo, hi, empty):
+    op = spec.operation
+    values = column.values
+    out = np.empty(len(lo), dtype=object)
+    if op in ("UNIQUE_COUNT", "BOUNDED_UNIQUE_COUNT", "APPROX_UNIQUE_COUNT"):
+        counts = np.zeros(len(lo), dtype=np.int64)
+        for row, (a, b) in enumerate(zip(lo, hi)):
+            if b > a:
+                if op == "APPROX_UNIQUE_COUNT":
+                    counts[row] = approx_unique_count(values[a:b])
+                else:
+                    distinct = len(pd.unique(values[a:b]))
+                    counts[row] = min(distinct, spec.k) if op == "BOUNDED_UNIQUE_COUNT" else distinct
+        return counts
+    for row, (a, b) in enumerate(zip(lo, hi)):
+        if b <= a:
+            out[row] = None
+            continue
+        window = values[a:b]
+        if op == "TOP_K":
+            out[row] = np.sort(window)[::-1][:spec.k].tolist()
+        elif op == "BOTTOM_K":
+            out[row] = np.sort(window)[:spec.k].tolist()
+        elif op == "HISTOGRAM":
+            uniques, counts = np.unique(window, return_counts=True)
+            out[row] = {u: int(c) for u, c in zip(uniques.tolist(), counts.tolist())}
+        elif op == "APPROX_PERCENTILE":
+            out[row] = approx_percentiles(window, spec)
+        else:
+            raise ValueError(f"unsupported operation {op}")
+    return out
+
+
+def approx_unique_count(values: np.ndarray) -> int:
+    from datasketches import cpc_sketch
+    sketch = cpc_sketch(12)
+    for value in values.tolist():
+        sketch.update(value if isinstance(value, (str, float)) else int(value))
+    return int(round(sketch.get_estimate()))
+
+
+def approx_percentiles(values: np.ndarray, spec: AggSpec) -> list[float]:
+    from datasketches import kll_doubles_sketch
+    sketch = kll_doubles_sketch(int(spec.args.get("k", 200)))
+    sketch.update(values.astype(np.float64))
+    return [float(sketch.get_quantile(p)) for p in json.loads(spec.args["percentiles"])]
+
+
+def compute_features(events: pd.DataFrame, queries: pd.DataFrame, keys: list[str], specs: list[AggSpec],
+                     integral_inputs: frozenset[str] = frozenset(), event_keys: list[str] | None = None) -> pd.DataFrame:
+    """`queries` (keys and `ts`, the query time) with one column per spec appended.
+
+    `events` holds `event_keys` (default: `keys`), `ts` and the input columns.
+    """
+    event_keys = event_keys or keys
+    both = pd.concat([queries[keys], events[event_keys].set_axis(keys, axis=1)], ignore_index=True)
+    codes = encode_keys(both, keys)
+    query_codes, event_codes = codes[:len(queries)], codes[len(queries):]
+    query_ts = queries["ts"].to_numpy(dtype=np.int64)
+    event_ts = events["ts"].to_numpy(dtype=np.int64)
+    max_window = max([s.window_millis or 0 for s in specs] + [0])
+    candidates = [event_ts.min(initial=0) if len(event_ts) else 0, (query_ts.min() - max_window) if len(query_ts) else 0]
+    tmin = int(min(candidates)) - 1
+    tmax = int(max([event_ts.max(initial=0) if len(event_ts) else 0, query_ts.max(initial=0) if len(query_ts) else 0]))
+    span = tmax - tmin + 2
+    if (int(codes.max(initial=0)) + 2) * span >= 2 ** 62:
+        raise OverflowError("too many keys for the time span in one bucket; raise the number of buckets")
+    null_query = query_codes < 0
+    base = np.where(null_query, -1, query_codes) * span
+    result = queries.copy()
+    columns: dict[str, object] = {}
+    for (input_column, bucket), group in _group_specs(specs).items():
+        bucket_values = [None] if bucket is None else pd.unique(events[bucket].dropna()).tolist()
+        per_bucket: dict[object, dict[str, object]] = {}
+        for bucket_value in bucket_values:
+            mask = np.ones(len(events), dtype=bool) if bucket is None else (events[bucket] == bucket_value).to_numpy()
+            column = SortedColumn(np.where(mask, event_codes, -1), event_ts, events[input_column],
+                                  input_column in integral_inputs, tmin, span)
+            hi = np.searchsorted(column.combined, base + (query_ts - tmin), side="left")
+            for spec in group:
+                if spec.window_millis is None:
+                    lo = np.searchsorted(column.combined, base, side="left")
+                else:
+                    lo = np.searchsorted(column.combined, base + (query_ts - spec.window_millis - tmin), side="left")
+                lo = np.where(null_query, 0, lo)
+                hi_rows = np.where(null_query, 0, hi)
+                per_bucket.setdefault(bucket_value, {})[spec.column_name] = (
+                    compute_spec(column, spec, lo, hi_rows), hi_rows - lo)
+        for spec in group:
+            if bucket is None:
+                values, _ = per_bucket[None][spec.column_name]
+                columns[spec.column_name] = values
+            else:
+                columns[spec.column_name] = _bucket_maps(per_bucket, spec.column_name, len(queries))
+    for spec in specs:
+        values = columns[spec.column_name]
+        if spec.operation in COUNT_LIKE and spec.bucket is None:
+            values = _nullable_int(np.asarray(values, dtype=np.int64), null_query)
+        elif isinstance(values, np.ndarray) and values.dtype == object:
+            values = values.copy()
+            values[null_query] = None
+        elif isinstance(values, pd.arrays.IntegerArray):
+            values = values.copy()
+            values[null_query] = pd.NA
+        else:
+            values = np.where(null_query, np.nan, values)
+        result[spec.column_name] = values
+    return result
+
+
+def _group_specs(specs: list[AggSpec]) -> dict[tuple[str, str | None], list[AggSpec]]:
+    grouped: dict[tuple[str, str | None], list[AggSpec]] = {}
+    for spec in specs:
+        grouped.setdefault((spec.input_column, spec.bucket), []).append(spec)
+    return grouped
+
+
+def _bucket_maps(per_bucket: dict, column_name: str, rows: int) -> np.ndarray:
+    out = np.empty(rows, dtype=object)
+    for row in range(rows):
+        entry = {}
+        for bucket_value, computed in per_bucket.items():
+            values, counts = computed[column_name]
+            if counts[row] > 0:
+                value = values[row]
+                entry[bucket_value] = None if value is pd.NA else (value.item() if hasattr(value, "item") else value)
+        out[row] = entry or None
+    return out

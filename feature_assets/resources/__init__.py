@@ -1,0 +1,68 @@
+"""Dagster resources (Spark, MongoDB, Kafka), keyed by environment; secrets only via EnvVar."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from dagster import ConfigurableResource, EnvVar
+
+from feature_assets.resources.kafka import KafkaResource
+from feature_assets.resources.mongo import MongoResource
+from feature_assets.resources.spark import SparkResource
+
+ENVIRONMENT_ENV = "FEATURE_ASSETS_ENV"
+DEFAULT_ENVIRONMENT = "local"
+ENVIRONMENTS = ("local", "production")
+
+# Optional settings: passed to the resource as EnvVar only when the variable is set, because
+# Dagster fails a run on an EnvVar whose variable is missing.
+OPTIONAL_MONGO_FIELDS = {
+    "username": "FEATURE_ASSETS_MONGO_USERNAME",
+    "password": "FEATURE_ASSETS_MONGO_PASSWORD",
+}
+OPTIONAL_KAFKA_FIELDS = {
+    "security_protocol": "FEATURE_ASSETS_KAFKA_SECURITY_PROTOCOL",
+    "sasl_mechanism": "FEATURE_ASSETS_KAFKA_SASL_MECHANISM",
+    "sasl_username": "FEATURE_ASSETS_KAFKA_SASL_USERNAME",
+    "sasl_password": "FEATURE_ASSETS_KAFKA_SASL_PASSWORD",
+}
+
+
+def resources_for_environment(env: Optional[str] = None) -> dict[str, ConfigurableResource]:
+    """Resources for ``env`` (default: ``$FEATURE_ASSETS_ENV``, else ``local``).
+
+    Keys: ``spark``, ``mongo``, ``kafka``. Addresses and credentials are read through
+    ``dagster.EnvVar`` so they never appear in code or in the UI.
+    """
+    env = env or os.environ.get(ENVIRONMENT_ENV) or DEFAULT_ENVIRONMENT
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"Unknown {ENVIRONMENT_ENV}={env!r}; expected one of {ENVIRONMENTS}")
+    return {
+        "spark": _spark_resource(env),
+        "mongo": MongoResource(
+            uri=EnvVar("FEATURE_ASSETS_MONGO_URI"), **_env_vars_if_set(OPTIONAL_MONGO_FIELDS)
+        ),
+        "kafka": KafkaResource(
+            bootstrap_servers=EnvVar("FEATURE_ASSETS_KAFKA_BOOTSTRAP"),
+            **_env_vars_if_set(OPTIONAL_KAFKA_FIELDS),
+        ),
+    }
+
+
+def _spark_resource(env: str) -> SparkResource:
+    if env == "production":
+        return SparkResource(master=EnvVar("FEATURE_ASSETS_SPARK_MASTER"))
+    return SparkResource(master="local[*]")
+
+
+def _env_vars_if_set(fields: dict[str, str]) -> dict[str, EnvVar]:
+    return {field: EnvVar(name) for field, name in fields.items() if os.environ.get(name)}
+
+
+__all__ = [
+    "KafkaResource",
+    "MongoResource",
+    "SparkResource",
+    "resources_for_environment",
+]

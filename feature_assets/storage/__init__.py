@@ -1,0 +1,4 @@
+from feature_assets.storage.warehouse import (PARTITION_COLUMN, TableNotFound, Warehouse, date_range, default_root,
+                                              qualified, shift_ds)
+
+__all__ = ["PARTITION_COLUMN", "TableNotFound", "Warehouse", "date_range", "default_root", "qualified", "shift_ds"]

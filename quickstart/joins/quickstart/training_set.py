@@ -1,0 +1,26 @@
+"""Training sets: checkouts (the model's prediction events) enriched with user features as of each checkout."""
+from feature_assets.api import EventSource, Join, JoinPart, Query, select
+from group_bys.quickstart.purchases import v1 as purchases_v1
+from group_bys.quickstart.returns import v1 as returns_v1
+from group_bys.quickstart.users import v1 as users
+
+source = EventSource(
+    table="data.checkouts",
+    query=Query(
+        selects=select("user_id", "request_id"),
+        time_column="ts",
+    ),
+)
+
+v1 = Join(
+    left=source,
+    right_parts=[JoinPart(group_by=group_by) for group_by in [purchases_v1, returns_v1, users]],
+    row_ids=["request_id"],
+)
+
+v2 = Join(
+    left=source,
+    right_parts=[JoinPart(group_by=group_by) for group_by in [purchases_v1, returns_v1]],
+    row_ids=["request_id"],
+    online=True,
+)

@@ -1,0 +1,135 @@
+"""Structure of the docker-compose deployment (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DAGSTER_SERVICES = ("user_code", "dagster_webserver", "dagster_daemon")
+EXPECTED_ENV = {
+    "FEATURE_ASSETS_KAFKA_BOOTSTRAP": "kafka:9092",
+    "FEATURE_ASSETS_WAREHOUSE": "/opt/warehouse",
+    "FEATURE_ASSETS_ENV": "production",
+    "FEATURE_ASSETS_SPARK_MASTER": "local[*]",
+    "DAGSTER_HOME": "/opt/dagster/home",
+}
+MONGO_URI = (
+    "mongodb://${MONGO_INITDB_ROOT_USERNAME:-admin}:${MONGO_INITDB_ROOT_PASSWORD:?"
+)
+# A required variable: `${NAME}` or `${NAME:?message}` / `${NAME?message}`, never a default.
+REQUIRED_REFERENCE = re.compile(r"^\$\{[A-Z0-9_]+(:?\?[^}]*)?\}$")
+REFERENCE = re.compile(r"\$\{[^}]*\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+
+
+def environment(service: dict) -> dict[str, str]:
+    """A service's environment as a dict, whether written as a mapping or a list."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def test_all_services_exist(compose):
+    assert set(compose["services"]) >= {"mongodb", "kafka", *DAGSTER_SERVICES}
+    assert compose["services"]["mongodb"]["image"] == "mongo:7"
+    assert compose["services"]["kafka"]["image"] == "apache/kafka:3.7.0"
+
+
+def uri_credentials(value: str) -> str | None:
+    """The ``user:password`` part of a URI, if the value is one with credentials."""
+    if "://" not in value or "@" not in value:
+        return None
+    return value.split("://", 1)[1].rsplit("@", 1)[0]
+
+
+def test_no_password_literals(compose):
+    for name, service in compose["services"].items():
+        for key, value in environment(service).items():
+            if "PASSWORD" in key or "SECRET" in key:
+                assert REQUIRED_REFERENCE.match(value), f"{name}.{key} must be a required ${{...}}"
+            credentials = uri_credentials(value)
+            if credentials is not None:
+                # Only references around the ':', and the password one without a default.
+                assert REFERENCE.sub("", credentials) == ":", f"{name}.{key} has literals"
+                password = REFERENCE.findall(credentials)[-1]
+                assert REQUIRED_REFERENCE.match(password), f"{name}.{key} defaults its password"
+
+
+def test_dagster_services_share_the_settings(compose):
+    for name in DAGSTER_SERVICES:
+        env = environment(compose["services"][name])
+        assert {key: env.get(key) for key in EXPECTED_ENV} == EXPECTED_ENV, name
+        assert env["FEATURE_ASSETS_MONGO_URI"].startswith(MONGO_URI), name
+        assert env["FEATURE_ASSETS_MONGO_URI"].endswith("@mongodb:27017/?authSource=admin"), name
+        mounts = [str(volume).split(":")[1] for volume in compose["services"][name]["volumes"]]
+        assert "/opt/warehouse" in mounts, name
+
+
+def test_kafka_runs_in_kraft_mode(compose):
+    kafka_env = environment(compose["services"]["kafka"])
+    assert "broker" in kafka_env["KAFKA_PROCESS_ROLES"]
+    assert "controller" in kafka_env["KAFKA_PROCESS_ROLES"]
+    assert kafka_env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    assert "PLAINTEXT://kafka:9092" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
+    assert kafka_env["CLUSTER_ID"]
+    assert not any("zookeeper" in name.lower() for name in compose["services"])
+    assert not any("ZOOKEEPER" in key for key in kafka_env)
+
+
+def test_healthchecks_and_startup_order(compose):
+    services = compose["services"]
+    for name in ("mongodb", "kafka", *DAGSTER_SERVICES):
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert services["user_code"]["depends_on"] == {
+        "mongodb": {"condition": "service_healthy"},
+        "kafka": {"condition": "service_healthy"},
+    }
+    for name in ("dagster_webserver", "dagster_daemon"):
+        assert services[name]["depends_on"] == {"user_code": {"condition": "service_healthy"}}
+
+
+def test_commands_point_at_the_code_server(compose):
+    services = compose["services"]
+    user_code = " ".join(services["user_code"]["command"])
+    assert "dagster code-server start -h 0.0.0.0 -p 4000 -f repo_defs.py" in user_code
+    webserver = " ".join(services["dagster_webserver"]["command"])
+    assert "dagster-webserver -h 0.0.0.0 -p 3000 -w workspace.docker.yaml" in webserver
+    daemon = " ".join(services["dagster_daemon"]["command"])
+    assert "dagster-daemon run -w workspace.docker.yaml" in daemon
+
+
+def test_dockerfile_builds_the_code_server_image():
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
+    assert "openjdk-17-jre-headless" in dockerfile
+    assert "pip install ." in dockerfile
+    assert "repo_defs.py" in dockerfile and "4000" in dockerfile
+    assert "docker/dagster.yaml" in dockerfile
+
+
+def test_dagster_instance_config_is_valid(tmp_path):
+    from dagster import DagsterInstance
+
+    config = (REPO_ROOT / "docker" / "dagster.yaml").read_text()
+    (tmp_path / "dagster.yaml").write_text(config.replace("/opt/dagster/storage", str(tmp_path)))
+    instance = DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    finally:
+        instance.dispose()
+
+
+def test_workspace_loads_the_code_server():
+    workspace = yaml.safe_load((REPO_ROOT / "workspace.docker.yaml").read_text())
+    assert workspace["load_from"] == [
+        {"grpc_server": {"host": "user_code", "port": 4000, "location_name": "feature_assets"}}
+    ]
