@@ -32,12 +32,14 @@ class DataType:
 
 
 class JoinPart:
-    def __init__(self, group_by: Any, key_mapping: Optional[dict[str, str]] = None, prefix: Optional[str] = None,
-                 tags: Optional[dict] = None, **camel):
+    def __init__(self, group_by: Any = None, key_mapping: Optional[dict[str, str]] = None,
+                 prefix: Optional[str] = None, tags: Optional[dict] = None, **camel):
         self.group_by = group_by or camel.pop("groupBy", None)
         self.key_mapping = dict(key_mapping or camel.pop("keyMapping", None) or {})
         self.prefix = prefix
         self.tags = dict(tags or {})
+        if camel:
+            raise TypeError(f"JoinPart got unexpected arguments: {sorted(camel)}")
 
 
 class ExternalSource:

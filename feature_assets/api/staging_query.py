@@ -11,7 +11,7 @@ MACROS = ("start_date", "end_date", "latest_date")
 
 
 class StagingQuery:
-    def __init__(self, query: str, start_partition: str, setups: Optional[list[str]] = None,
+    def __init__(self, query: str, start_partition: Optional[str] = None, setups: Optional[list[str]] = None,
                  partition_column: str = "ds", name: Optional[str] = None, output_namespace: Optional[str] = None,
                  table_properties: Optional[dict] = None, dependencies: Optional[list[str]] = None,
                  team: Optional[str] = None, online: bool = False, production: bool = False, **camel):
@@ -27,6 +27,8 @@ class StagingQuery:
         self.online = online
         self.production = production
         self._module_globals = creation_module_globals()
+        if camel:
+            raise TypeError(f"StagingQuery got unexpected arguments: {sorted(camel)}")
 
 
 def get_staging_query_output_table_name(staging_query: StagingQuery, full_name: bool = False) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from feature_assets.api import GroupBy, Join, StagingQuery
 from feature_assets.api.naming import resolve_name
-from feature_assets.api.sources import JoinSource, unwrap_source
+from feature_assets.api.sources import EntitySource, EventSource, JoinSource, unwrap_source
 from feature_assets.compiler import discovery, serialize, validate
 from feature_assets.compiler.errors import CompileError
 
@@ -49,8 +49,9 @@ class Compilation:
         key = ("group_bys", name)
         if key not in self.compiled:
             file = discovery.source_file_of(self.repo, group_by)
-            for source in group_by.sources:
+            for index, source in enumerate(group_by.sources):
                 inner = unwrap_source(source)
+                check_source_type(inner, file, name, f"sources[{index}]")
                 if isinstance(inner, JoinSource):
                     self.add_join(inner.join)
             compiled = serialize.group_by_dict(group_by, name, file, self.join_reference)
@@ -70,6 +71,7 @@ class Compilation:
             file = discovery.source_file_of(self.repo, join)
             if join.unknown_arguments:
                 raise CompileError(file, name, sorted(join.unknown_arguments)[0], "unknown Join argument")
+            check_source_type(unwrap_source(join.left), file, name, "left")
             compiled = serialize.join_dict(join, name, file, self.add_group_by, self.join_reference)
             validate.validate_join(compiled, file)
             self.compiled[key] = compiled
@@ -91,6 +93,12 @@ class Compilation:
         if isinstance(obj, Join):
             return self.add_join(obj)
         return self.add_staging_query(obj)
+
+
+def check_source_type(source: Any, file: str, name: str, field: str) -> None:
+    if not isinstance(source, (EventSource, EntitySource, JoinSource)):
+        raise CompileError(file, name, field, f"unsupported source {type(source).__name__}: use an EventSource, "
+                                              "an EntitySource or a JoinSource")
 
 
 def compile_configs(repo: str | Path, conf: str | Path | None = None) -> Compilation:
@@ -118,18 +126,26 @@ def resolve_conf(repo: Path, conf: str | Path) -> Path:
     raise CompileError(str(conf), None, None, f"no such config file (looked in {repo})")
 
 
+def was_online(text: str) -> bool:
+    """Whether an existing compiled file is an online config (turning it offline changes it too)."""
+    try:
+        return bool(json.loads(text)["metaData"].get("online"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def write_compiled(compilation: Compilation, force: bool = False) -> list[Path]:
     """Write every compiled object; changing an online config that exists already needs `force`."""
     planned = []
     for (kind, name), compiled in sorted(compilation.compiled.items()):
         path = compiled_path(compilation.repo, kind, name)
         text = to_json(compiled)
-        if path.exists() and compiled["metaData"].get("online") and not force:
-            existing = path.read_text()
-            if existing != text:
-                raise CompileError(compiled["metaData"]["sourceFile"], name, "online",
-                                   f"{path.relative_to(compilation.repo)} is an online config that would change; "
-                                   "re-run with --force to overwrite it")
+        existing = path.read_text() if path.exists() and not force else None
+        if existing is not None and existing != text and (
+                compiled["metaData"].get("online") or was_online(existing)):
+            raise CompileError(compiled["metaData"]["sourceFile"], name, "online",
+                               f"{path.relative_to(compilation.repo)} is an online config that would change; "
+                               "re-run with --force to overwrite it")
         planned.append((path, text))
     written = []
     for path, text in planned:

@@ -24,11 +24,16 @@ def _purge_repo_modules() -> None:
 @contextmanager
 def repo_on_path(repo: Path) -> Iterator[None]:
     _purge_repo_modules()
+    importlib.invalidate_caches()  # config files may have been created or edited since the last compile
+    # Writing bytecode next to the configs could serve a stale .pyc after an edit of the same size
+    # within the same second (pyc validation uses whole-second mtimes), so compile from source only.
+    dont_write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     sys.path.insert(0, str(repo))
     try:
         yield
     finally:
         sys.path.remove(str(repo))
+        sys.dont_write_bytecode = dont_write_bytecode
         _purge_repo_modules()
 
 

@@ -10,6 +10,7 @@ from dagster import ConfigurableResource, EnvVar
 from feature_assets.resources.kafka import KafkaResource
 from feature_assets.resources.mongo import MongoResource
 from feature_assets.resources.spark import SparkResource
+from feature_assets.resources.warehouse import WarehouseResource
 
 ENVIRONMENT_ENV = "FEATURE_ASSETS_ENV"
 DEFAULT_ENVIRONMENT = "local"
@@ -40,6 +41,7 @@ def resources_for_environment(env: Optional[str] = None) -> dict[str, Configurab
         raise ValueError(f"Unknown {ENVIRONMENT_ENV}={env!r}; expected one of {ENVIRONMENTS}")
     return {
         "spark": _spark_resource(env),
+        "warehouse": WarehouseResource(**_env_vars_if_set({"root": "FEATURE_ASSETS_WAREHOUSE"})),
         "mongo": MongoResource(
             uri=EnvVar("FEATURE_ASSETS_MONGO_URI"), **_env_vars_if_set(OPTIONAL_MONGO_FIELDS)
         ),
@@ -64,5 +66,6 @@ __all__ = [
     "KafkaResource",
     "MongoResource",
     "SparkResource",
+    "WarehouseResource",
     "resources_for_environment",
 ]

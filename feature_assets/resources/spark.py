@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
@@ -54,6 +55,8 @@ class SparkResource(ConfigurableResource):
         if self.is_local:
             # Avoids Spark binding to a non-loopback interface (and its hostname warnings).
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            # Python workers must run the interpreter that has this project's packages.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         active = SparkSession.getActiveSession()
         if active is not None:
             self._apply_runtime_settings(active)

@@ -90,6 +90,36 @@ class Warehouse:
     def schema(self, table: str) -> StructType:
         return self.read(table).schema
 
+    # --- the Spark catalog ----------------------------------------------------------------------
+    def tables(self) -> list[str]:
+        """Every `ns.t` under the root (a folder holding `ds=` partitions)."""
+        fs, root = self._fs(self.root)
+        if not fs.exists(root):
+            return []
+        found = []
+        for namespace in fs.listStatus(root):
+            if not namespace.isDirectory():
+                continue
+            for table in fs.listStatus(namespace.getPath()):
+                if table.isDirectory():
+                    found.append(f"{namespace.getPath().getName()}.{table.getPath().getName()}")
+        return sorted(t for t in found if self.partitions(t))
+
+    def register(self, tables: list[str] | None = None) -> list[str]:
+        """Make warehouse tables visible to Spark SQL by their `ns.t` names (external parquet tables)."""
+        registered = []
+        for table in tables if tables is not None else self.tables():
+            table = qualified(table)
+            if not self.partitions(table):
+                continue
+            namespace = table.split(".", 1)[0]
+            self.spark.sql(f"CREATE DATABASE IF NOT EXISTS `{namespace}`")
+            self.spark.sql(f"DROP TABLE IF EXISTS {table}")
+            self.spark.catalog.createTable(table, path=self.table_path(table), source="parquet")
+            self.spark.sql(f"ALTER TABLE {table} RECOVER PARTITIONS")
+            registered.append(table)
+        return registered
+
     # --- writes ------------------------------------------------------------------------------
     def write_partitions(self, frame: DataFrame, table: str, start_ds: str, end_ds: str) -> None:
         """Replace the partitions [start_ds, end_ds] of `table` with `frame` (which has a `ds` column).

@@ -1,0 +1,122 @@
+"""`feature-assets`: compile configs, generate the quickstart data, backfill through Dagster, show tables.
+
+Shaped like Chronon's quickstart `compile.py` and `run.py` modes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+
+def _repo_of(conf: Path) -> Path:
+    """The feature repo holding a compiled file: the parent of its `production/` folder."""
+    for parent in conf.resolve().parents:
+        if parent.name == "production":
+            return parent.parent
+    raise SystemExit(f"{conf} is not inside a feature repo's production/ folder")
+
+
+def cmd_compile(args) -> int:
+    from feature_assets.compiler import CompileError, compile_configs, write_compiled
+    repo = Path(args.repo or ".").resolve()
+    try:
+        written = write_compiled(compile_configs(repo, args.conf), force=args.force)
+    except CompileError as error:
+        print(f"compile error: {error}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path.relative_to(repo))
+    return 0
+
+
+def cmd_generate_data(args) -> int:
+    from feature_assets.datagen.quickstart import generate_quickstart_data
+    counts = generate_quickstart_data(args.warehouse, args.start_ds, args.end_ds, n_users=args.users,
+                                      zipf_s=args.zipf_s, seed=args.seed)
+    print(json.dumps(counts, indent=2))
+    return 0
+
+
+def cmd_backfill(args) -> int:
+    from feature_assets.compiler import load_compiled_file
+    from feature_assets.definitions import build_definitions
+    from feature_assets.definitions.runs import run_backfill
+    conf = Path(args.conf)
+    kind, config = load_compiled_file(conf)
+    repo = _repo_of(conf)
+    defs = build_definitions(repo)
+    result = run_backfill(defs, kind, config["metaData"]["name"], args.start_ds, args.end_ds)
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        rows = materialization.metadata.get("dagster/row_count")
+        print(f"materialized {materialization.asset_key.to_user_string()} [{materialization.partition}]"
+              f" rows={rows.value if rows else '?'}")
+    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    for evaluation in failed_checks:
+        print(f"check failed: {evaluation.asset_key.to_user_string()} {evaluation.check_name}", file=sys.stderr)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure and event.step_failure_data:
+                print(event.step_failure_data.error.to_string(), file=sys.stderr)
+        return 1
+    return 1 if failed_checks else 0
+
+
+def cmd_show(args) -> int:
+    from feature_assets.resources.spark import SparkResource
+    from feature_assets.storage import Warehouse
+    store = Warehouse(SparkResource().get_session(), args.warehouse)
+    frame = store.read(args.table, args.ds, args.ds)
+    if args.where:
+        frame = frame.where(args.where)
+    frame.show(args.limit, truncate=args.truncate)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="feature-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    compile_ = commands.add_parser("compile", help="compile configs to production/ JSON")
+    compile_.add_argument("--conf", help="a config file such as joins/quickstart/training_set.py (default: all)")
+    compile_.add_argument("--repo", help="the feature repo (default: the current folder)")
+    compile_.add_argument("--force", action="store_true", help="overwrite changed online configs")
+    compile_.set_defaults(func=cmd_compile)
+
+    generate = commands.add_parser("generate-data", help="write the quickstart source tables")
+    generate.add_argument("--warehouse")
+    generate.add_argument("--start-ds", default="2023-11-01")
+    generate.add_argument("--end-ds", default="2023-11-30")
+    generate.add_argument("--users", type=int, default=100)
+    generate.add_argument("--zipf-s", type=float)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(func=cmd_generate_data)
+
+    backfill = commands.add_parser("backfill", help="materialize a compiled config and its upstream assets")
+    backfill.add_argument("--conf", required=True, help="e.g. production/joins/quickstart/training_set.v1")
+    backfill.add_argument("--start-ds", required=True)
+    backfill.add_argument("--end-ds", required=True)
+    backfill.set_defaults(func=cmd_backfill)
+
+    show = commands.add_parser("show", help="print rows of a table partition")
+    show.add_argument("--table", required=True)
+    show.add_argument("--ds", required=True)
+    show.add_argument("--where")
+    show.add_argument("--limit", type=int, default=20)
+    show.add_argument("--truncate", type=int, default=40)
+    show.add_argument("--warehouse")
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", category=Warning, module="dagster")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

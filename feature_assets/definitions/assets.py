@@ -1,0 +1,217 @@
+"""Asset factories: one daily-partitioned Dagster asset per node of the compiled repo's graph.
+
+Asset bodies only orchestrate: they call the engine for a DataFrame and the warehouse to write it,
+then report metadata and check results. A range of days runs as one Spark job (single-run backfills).
+"""
+
+import time
+from typing import Callable
+
+from dagster import (AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, BackfillPolicy,
+                     Failure, MaterializeResult, MetadataValue, PartitionsDefinition, TableColumn, TableSchema,
+                     TimeWindowPartitionMapping, asset)
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from feature_assets.checks import schemas
+from feature_assets.compiler.columns import table_of
+from feature_assets.definitions.graph import GROUP_BY, JOIN, JOIN_PART, SOURCE, STAGING_QUERY, Edge, Node
+from feature_assets.engine.group_by import snapshot_backfill
+from feature_assets.engine.join import assemble_join, compute_join_part, read_left
+from feature_assets.engine.staging_query import run_staging_query
+from feature_assets.resources.spark import SparkResource
+from feature_assets.resources.warehouse import WarehouseResource
+from feature_assets.storage import Warehouse, date_range
+
+SCHEMA_CHECK = "schema"
+ROW_COUNT_CHECK = "one_row_per_left_row"
+ROW_ID_CHECK = "unique_row_ids"
+PARTITIONS_CHECK = "partitions_present"
+
+
+def asset_key(table: str) -> AssetKey:
+    return AssetKey(table.split(".", 1))
+
+
+def _dep(edge: Edge) -> AssetDep:
+    mapping = None
+    if (edge.start_offset, edge.end_offset) != (0, 0):
+        mapping = TimeWindowPartitionMapping(start_offset=edge.start_offset, end_offset=edge.end_offset,
+                                             allow_nonexistent_upstream_partitions=True)
+    return AssetDep(asset_key(edge.table), partition_mapping=mapping)
+
+
+def _range(context: AssetExecutionContext) -> tuple[str, str]:
+    keys = context.partition_key_range
+    return keys.start, keys.end
+
+
+def _table_schema(frame: DataFrame) -> TableSchema:
+    return TableSchema(columns=[TableColumn(f.name, f.dataType.simpleString()) for f in frame.schema.fields])
+
+
+def _rows_per_day(frame: DataFrame) -> dict[str, int]:
+    return {row["ds"]: row["count"] for row in frame.groupBy("ds").count().collect()}
+
+
+def written_result(warehouse: Warehouse, node: Node, start: str, end: str, started: float,
+                   expected: schemas.ExpectedColumns, extra_metadata: dict | None = None,
+                   extra_checks: Callable[[DataFrame, dict[str, int]], list[AssetCheckResult]] | None = None
+                   ) -> MaterializeResult:
+    """Metadata and check results for the just-written range, read back from the warehouse."""
+    frame = warehouse.read(node.table, start, end)
+    rows = _rows_per_day(frame)
+    passed, schema_metadata = schemas.validate_schema(frame, node.table, expected)
+    checks = [AssetCheckResult(check_name=SCHEMA_CHECK, passed=passed, metadata=schema_metadata)]
+    if extra_checks:
+        checks += extra_checks(frame, rows)
+    metadata = {
+        "dagster/row_count": sum(rows.values()),
+        "dagster/column_schema": _table_schema(frame),
+        "table": node.table, "path": MetadataValue.path(warehouse.table_path(node.table)),
+        "partition_range": f"{start}..{end}", "days": len(date_range(start, end)),
+        "empty_days": [ds for ds in date_range(start, end) if not rows.get(ds)],
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    metadata.update(extra_metadata or {})
+    return MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def _check_specs(node: Node, names: list[tuple[str, str]]) -> list[AssetCheckSpec]:
+    return [AssetCheckSpec(name, asset=asset_key(node.table), description=description) for name, description in names]
+
+
+def build_asset(node: Node, partitions_def: PartitionsDefinition, snapshot_table_of: Callable[[dict], str]):
+    """The Dagster asset for one node."""
+    builders = {SOURCE: _source_asset, STAGING_QUERY: _staging_query_asset, GROUP_BY: _group_by_asset,
+                JOIN_PART: _join_part_asset, JOIN: _join_asset}
+    return builders[node.kind](node, partitions_def, snapshot_table_of)
+
+
+def _common(node: Node, partitions_def: PartitionsDefinition, description: str, checks: list[tuple[str, str]],
+            kinds: set[str]) -> dict:
+    return dict(key=asset_key(node.table), partitions_def=partitions_def, backfill_policy=BackfillPolicy.single_run(),
+                deps=[_dep(edge) for edge in node.upstream], group_name=node.team, kinds=kinds,
+                description=description, check_specs=_check_specs(node, checks),
+                metadata={"table": node.table, **({"config": node.name} if node.config else {}),
+                          **({"upstream": MetadataValue.md("\n".join(
+                              f"- `{e.table}`: {e.description} (days {e.start_offset}..{e.end_offset})"
+                              for e in node.upstream))} if node.upstream else {})})
+
+
+def _source_asset(node: Node, partitions_def, _):
+    expected: schemas.ExpectedColumns = {}
+    for kind, payload in node.readers:
+        expected.update(schemas.source_table_columns(kind, payload))
+    expected.setdefault("ds", None)
+
+    @asset(**_common(node, partitions_def, f"Source table `{node.table}`, brought by its owners. Materializing a "
+                     "day verifies the partition exists and records its rows and schema.",
+                     [(SCHEMA_CHECK, "the columns that configs read exist")], {"parquet", "spark"}))
+    def source_table(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
+        started = time.monotonic()
+        start, end = _range(context)
+        store = warehouse.get(spark.get_session())
+        present = set(store.partitions(node.table))
+        missing = [ds for ds in date_range(start, end) if ds not in present]
+        if missing:
+            raise Failure(f"source table {node.table!r} has no partition for {len(missing)} day(s): {missing[:10]} "
+                          f"(looked in {store.table_path(node.table)})")
+        return written_result(store, node, start, end, started, expected)
+
+    return source_table
+
+
+def _staging_query_asset(node: Node, partitions_def, _):
+    @asset(**_common(node, partitions_def, f"Staging query `{node.name}`: Spark SQL with date macros.",
+                     [(SCHEMA_CHECK, "has the ds partition column")], {"spark"}))
+    def staging_query(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
+        started = time.monotonic()
+        start, end = _range(context)
+        store = warehouse.get(spark.get_session())
+        store.write_partitions(run_staging_query(store, node.config, start, end), node.table, start, end)
+        return written_result(store, node, start, end, started, {"ds": None})
+
+    return staging_query
+
+
+def _group_by_asset(node: Node, partitions_def, _):
+    group_by = node.config
+    expected = schemas.group_by_table_columns(group_by)
+
+    @asset(**_common(node, partitions_def, f"Group-by `{node.name}` ({group_by['accuracy']}): one row per key per "
+                     "day with the values as of the end of that day.",
+                     [(SCHEMA_CHECK, "keys and feature columns with their types")], {"spark"}))
+    def group_by_backfill(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
+        started = time.monotonic()
+        start, end = _range(context)
+        store = warehouse.get(spark.get_session())
+        store.write_partitions(snapshot_backfill(store, group_by, start, end), node.table, start, end)
+        return written_result(store, node, start, end, started, expected)
+
+    return group_by_backfill
+
+
+def _join_part_asset(node: Node, partitions_def, snapshot_table_of):
+    join, part = node.join, node.part
+    expected = schemas.join_part_table_columns(join, part)
+
+    @asset(**_common(node, partitions_def, f"Join part of `{join['metaData']['name']}`: the features of "
+                     f"`{part['groupBy']['metaData']['name']}` for each distinct (keys, ts) of the left rows.",
+                     [(SCHEMA_CHECK, "keys, ts and prefixed features with their types")], {"spark"}))
+    def join_part(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
+        started = time.monotonic()
+        start, end = _range(context)
+        store = warehouse.get(spark.get_session())
+        left = read_left(store, join, start, end)
+        reader = lambda group_by, s, e: store.read(snapshot_table_of(group_by), s, e)  # noqa: E731
+        store.write_partitions(compute_join_part(store, join, part, left, start, end, reader), node.table, start, end)
+        return written_result(store, node, start, end, started, expected,
+                              {"left_rows": left.count()})
+
+    return join_part
+
+
+def _join_asset(node: Node, partitions_def, _):
+    join = node.config
+    namespace = join["metaData"]["outputNamespace"]
+    from feature_assets.engine.join import part_name
+    part_tables = [f"{namespace}.{part_name(join, part)}" for part in join["joinParts"]]
+    expected = schemas.join_output_columns(join)
+    checks = [(SCHEMA_CHECK, "left columns, features and derivations with their types"),
+              (ROW_COUNT_CHECK, "every left row appears exactly once in its day")]
+    if join.get("rowIds"):
+        checks.append((ROW_ID_CHECK, f"no duplicate row ids ({', '.join(join['rowIds'])})"))
+
+    @asset(**_common(node, partitions_def, f"Join `{node.name}`: the left rows with point-in-time correct features "
+                     "from every join part.", checks, {"spark"}))
+    def join_output(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
+        started = time.monotonic()
+        start, end = _range(context)
+        store = warehouse.get(spark.get_session())
+        left = read_left(store, join, start, end)
+        parts = [(part, store.read(table, start, end)) for part, table in zip(join["joinParts"], part_tables)]
+        store.write_partitions(assemble_join(join, left, parts), node.table, start, end)
+        left_rows = _rows_per_day(left)
+
+        def join_checks(frame: DataFrame, rows: dict[str, int]) -> list[AssetCheckResult]:
+            mismatched = {ds: {"left": left_rows.get(ds, 0), "output": rows.get(ds, 0)}
+                          for ds in date_range(start, end) if left_rows.get(ds, 0) != rows.get(ds, 0)}
+            results = [AssetCheckResult(check_name=ROW_COUNT_CHECK, passed=not mismatched,
+                                        metadata={"mismatched_days": mismatched,
+                                                  "left_rows": sum(left_rows.values())})]
+            if join.get("rowIds"):
+                duplicates = (frame.groupBy(*join["rowIds"]).count().where(F.col("count") > 1)
+                              .limit(5).collect())
+                results.append(AssetCheckResult(check_name=ROW_ID_CHECK, passed=not duplicates, metadata={
+                    "duplicate_sample": [str(row.asDict()) for row in duplicates]}))
+            return results
+
+        return written_result(store, node, start, end, started, expected,
+                              {"left_rows": sum(left_rows.values()), "join_parts": part_tables}, join_checks)
+
+    return join_output
+
+
+def snapshot_table_name(group_by: dict) -> str:
+    return table_of(group_by["metaData"]["outputNamespace"], group_by["metaData"]["name"])

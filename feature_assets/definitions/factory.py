@@ -1,0 +1,50 @@
+"""Compiled feature repo -> Dagster Definitions: assets, checks, jobs and resources."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from dagster import (AssetSelection, DailyPartitionsDefinition, Definitions, define_asset_job, in_process_executor)
+
+from feature_assets.compiler import load_compiled
+from feature_assets.compiler.columns import clean_name
+from feature_assets.definitions.assets import asset_key, build_asset, snapshot_table_name
+from feature_assets.definitions.graph import GROUP_BY, JOIN, STAGING_QUERY, build_graph
+from feature_assets.resources import resources_for_environment
+
+REPO_SETTINGS = "feature_repo.yaml"
+
+
+def repo_settings(repo: Path) -> dict:
+    path = Path(repo) / REPO_SETTINGS
+    return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+
+
+def partitions_for(repo: Path, start_date: str | None = None) -> DailyPartitionsDefinition:
+    settings = repo_settings(repo)
+    start = start_date or os.environ.get("FEATURE_ASSETS_START_DATE") or settings.get("start_date")
+    if not start:
+        raise ValueError(f"set start_date in {Path(repo) / REPO_SETTINGS} or FEATURE_ASSETS_START_DATE")
+    return DailyPartitionsDefinition(start_date=str(start), end_date=settings.get("end_date"), timezone="UTC")
+
+
+def job_name(kind: str, name: str) -> str:
+    return f"backfill_{kind}_{clean_name(name)}"
+
+
+def build_definitions(repo: str | Path, start_date: str | None = None, resources: dict | None = None) -> Definitions:
+    repo = Path(repo)
+    graph = build_graph(load_compiled(repo))
+    partitions_def = partitions_for(repo, start_date)
+    assets = [build_asset(node, partitions_def, snapshot_table_name) for node in graph.values()]
+    jobs = []
+    kinds = {GROUP_BY: "group_by", JOIN: "join", STAGING_QUERY: "staging_query"}
+    for node in graph.values():
+        if node.kind in kinds:
+            selection = AssetSelection.assets(asset_key(node.table)).upstream()
+            jobs.append(define_asset_job(job_name(kinds[node.kind], node.name), selection=selection,
+                                         partitions_def=partitions_def,
+                                         description=f"Backfill {node.table} and everything it needs"))
+    return Definitions(assets=assets, jobs=jobs, executor=in_process_executor,
+                       resources=resources if resources is not None else resources_for_environment())
