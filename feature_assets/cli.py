@@ -76,6 +76,11 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_quickstart(args) -> int:
+    from feature_assets.quickstart_run import run
+    return run(regenerate=args.regenerate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="feature-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--start-ds", required=True)
     backfill.add_argument("--end-ds", required=True)
     backfill.set_defaults(func=cmd_backfill)
+
+    quickstart = commands.add_parser("quickstart", help="run the quickstart end to end on embedded defaults")
+    quickstart.add_argument("--regenerate", action="store_true", help="rewrite the quickstart source tables")
+    quickstart.set_defaults(func=cmd_quickstart)
 
     show = commands.add_parser("show", help="print rows of a table partition")
     show.add_argument("--table", required=True)

@@ -44,7 +44,6 @@ def build_definitions(repo: str | Path, start_date: str | None = None, resources
         if node.kind in kinds:
             selection = AssetSelection.assets(asset_key(node.table)).upstream()
             jobs.append(define_asset_job(job_name(kinds[node.kind], node.name), selection=selection,
-                                         partitions_def=partitions_def,
                                          description=f"Backfill {node.table} and everything it needs"))
     return Definitions(assets=assets, jobs=jobs, executor=in_process_executor,
                        resources=resources if resources is not None else resources_for_environment())
