@@ -81,6 +81,129 @@ def cmd_quickstart(args) -> int:
     return run(regenerate=args.regenerate)
 
 
+# --------------------------------------------------------------------------- online (issue 5)
+
+
+def _online_store():
+    import os
+    from feature_assets.online.kv_store import DEFAULT_DATABASE, MONGO_URI_ENV, MongoKVStore
+    uri = os.environ.get(MONGO_URI_ENV)
+    if not uri:
+        raise SystemExit(f"set {MONGO_URI_ENV} to the online store's MongoDB URI "
+                         "(e.g. from `python -m feature_assets.services.local up`)")
+    database = os.environ.get("FEATURE_ASSETS_MONGO_DATABASE", DEFAULT_DATABASE)
+    return MongoKVStore.from_uri(uri, database), uri, database
+
+
+def _online_group_bys(conf: str) -> list[dict]:
+    """The group-bys named by a compiled group-by, or every part of a compiled join."""
+    from feature_assets.compiler import load_compiled_file
+    kind, config = load_compiled_file(Path(conf))
+    if kind == "joins":
+        return [part["groupBy"] for part in config["joinParts"]]
+    if kind != "group_bys":
+        raise SystemExit(f"{conf} is not a group-by or a join")
+    return [config]
+
+
+def cmd_upload(args) -> int:
+    from feature_assets.online.upload import run_upload, upload_table
+    from feature_assets.resources.spark import SparkResource
+    from feature_assets.storage import Warehouse
+    warehouse = Warehouse(SparkResource().get_session(), args.warehouse)
+    for group_by in _online_group_bys(args.conf):
+        rows = run_upload(warehouse, group_by, args.ds)
+        print(f"wrote {upload_table(group_by)} [{args.ds}] rows={rows}")
+    return 0
+
+
+def cmd_load(args) -> int:
+    from feature_assets.online.kv_store import batch_dataset
+    from feature_assets.online.upload import load_upload
+    from feature_assets.resources.spark import SparkResource
+    from feature_assets.storage import Warehouse
+    store, uri, database = _online_store()
+    warehouse = Warehouse(SparkResource().get_session(), args.warehouse)
+    for group_by in _online_group_bys(args.conf):
+        result = load_upload(warehouse, group_by, args.ds, store, uri, database)
+        rate = f" ({result['rows'] / result['seconds']:.0f} keys/s)" if result["seconds"] else ""
+        print(f"{batch_dataset(group_by['metaData']['name'])} [{args.ds}]: {result['status']} version "
+              f"{result['version']} rows={result['rows']} in {result['seconds']}s{rate}")
+    return 0
+
+
+def cmd_metadata_upload(args) -> int:
+    from feature_assets.compiler import load_compiled_file
+    from feature_assets.online.upload import upload_metadata
+    store, _, _ = _online_store()
+    kind, config = load_compiled_file(Path(args.conf))
+    if kind not in ("joins", "group_bys"):
+        raise SystemExit(f"{args.conf} is not a join or a group-by")
+    for key in upload_metadata(store, kind, config):
+        print(f"stored {key}")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from feature_assets.online.fetcher import Fetcher, UnknownName, UnsupportedDerivation
+    from feature_assets.online.kv_store import StoreUnavailable
+    try:
+        keys = json.loads(args.keys)
+    except json.JSONDecodeError as error:
+        print(f"-k is not valid JSON: {error}", file=sys.stderr)
+        return 2
+    store, _, _ = _online_store()
+    fetcher = Fetcher(store)
+    try:
+        if args.type == "join":
+            result = fetcher.fetch_join(args.name, keys, args.at_millis)
+        else:
+            result = fetcher.fetch_group_by(args.name, keys, args.at_millis)
+    except (UnknownName, UnsupportedDerivation, StoreUnavailable) as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, default=str))
+    responses = result if isinstance(result, list) else [result]
+    return 1 if any(r["error_type"] == "invalid_key" for r in responses) else 0
+
+
+def cmd_serve(args) -> int:
+    from feature_assets.online.service import serve
+    serve(host=args.host, port=args.port, max_batch=args.max_batch)
+    return 0
+
+
+def add_online_commands(commands) -> None:
+    upload = commands.add_parser("upload", help="write a group-by's online upload table partition (Spark)")
+    upload.add_argument("--conf", required=True, help="e.g. production/group_bys/quickstart/purchases.v1 (a join: all its parts)")
+    upload.add_argument("--ds", required=True)
+    upload.add_argument("--warehouse")
+    upload.set_defaults(func=cmd_upload)
+
+    load = commands.add_parser("load", help="bulk-load an upload partition into MongoDB ($FEATURE_ASSETS_MONGO_URI)")
+    load.add_argument("--conf", required=True)
+    load.add_argument("--ds", required=True)
+    load.add_argument("--warehouse")
+    load.set_defaults(func=cmd_load)
+
+    metadata = commands.add_parser("metadata-upload", help="store a compiled join or group-by in the online metadata")
+    metadata.add_argument("--conf", required=True, help="e.g. production/joins/quickstart/training_set.v2")
+    metadata.set_defaults(func=cmd_metadata_upload)
+
+    fetch = commands.add_parser("fetch", help="fetch online features and print them as JSON")
+    fetch.add_argument("--type", required=True, choices=["group-by", "join"])
+    fetch.add_argument("--name", required=True, help="e.g. quickstart/purchases.v1")
+    fetch.add_argument("-k", "--keys", required=True, help='a JSON object of keys (or an array of them)')
+    fetch.add_argument("--at-millis", type=int, help="request time in epoch millis (default: now)")
+    fetch.set_defaults(func=cmd_fetch)
+
+    serve = commands.add_parser("serve", help="serve fetches over HTTP (FastAPI + uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch", type=int, default=1000)
+    serve.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="feature-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,11 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--truncate", type=int, default=40)
     show.add_argument("--warehouse")
     show.set_defaults(func=cmd_show)
+    add_online_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.filterwarnings("ignore", category=Warning, module="dagster")
+    import dagster
+    for category in (dagster.BetaWarning, dagster.PreviewWarning, dagster.SupersessionWarning):
+        warnings.filterwarnings("ignore", category=category)
     args = build_parser().parse_args(argv)
     return args.func(args)
 

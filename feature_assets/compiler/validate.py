@@ -10,6 +10,8 @@ from feature_assets.compiler.columns import (SUPPORTED_OPERATIONS, aggregation_c
 from feature_assets.compiler.errors import CompileError
 
 K_OPERATIONS = {"FIRST_K", "LAST_K", "TOP_K", "BOTTOM_K", "BOUNDED_UNIQUE_COUNT"}
+# Operations that retractions can undo: the only ones over entity sources with a mutation_table.
+MUTATION_OPERATIONS = {"SUM", "COUNT", "AVERAGE", "VARIANCE"}
 # Words of Spark SQL that may appear in a derivation without being columns.
 SQL_WORDS = {
     "and", "or", "not", "null", "is", "in", "like", "rlike", "between", "case", "when", "then", "else", "end",
@@ -82,6 +84,7 @@ def validate_group_by(group_by: dict, file: str) -> None:
     aggregations = group_by.get("aggregations") or []
     accuracy = group_by["accuracy"]
     kinds = set()
+    mutation_source = None  # the first entity source with a mutation_table
     for source_index, source in enumerate(group_by["sources"]):
         (kind, payload), = source.items()
         kinds.add(kind)
@@ -101,9 +104,8 @@ def validate_group_by(group_by: dict, file: str) -> None:
                 _fail(file, name, f"{field}.query.time_column", "a TEMPORAL event source needs a time_column")
             if aggregations:
                 _fail(file, name, f"{field}.query.time_column", "event sources with aggregations need a time_column")
-        if kind == "entities" and payload.get("mutationTable"):
-            _fail(file, name, f"{field}.mutation_table",
-                  "entity sources with mutations are not supported yet by the engine")
+        if kind == "entities" and payload.get("mutationTable") and mutation_source is None:
+            mutation_source = field
         if kind == "entities" and accuracy == "TEMPORAL" and not payload.get("mutationTable"):
             _fail(file, name, "accuracy", "TEMPORAL accuracy on an entity source needs a mutation_table")
     if len(kinds) > 1:
@@ -119,6 +121,14 @@ def validate_group_by(group_by: dict, file: str) -> None:
             values = percentiles(agg)
             if not values or any(not 0.0 <= p <= 1.0 for p in values):
                 _fail(file, name, f"{field}.operation.percentiles", f"percentiles must lie in [0, 1], got {values}")
+        if mutation_source is not None and operation not in MUTATION_OPERATIONS:
+            _fail(file, name, f"{field}.operation",
+                  f"{operation} is not supported over an entity source with a mutation_table ({mutation_source}); "
+                  f"use one of {sorted(MUTATION_OPERATIONS)}")
+        if mutation_source is not None and agg.get("windows"):
+            _fail(file, name, f"{field}.windows",
+                  f"windows are not supported over an entity source with a mutation_table ({mutation_source}); "
+                  "the aggregate covers the key's current rows")
         for window_index, window in enumerate(agg.get("windows") or []):
             wfield = f"{field}.windows[{window_index}]"
             if int(window["length"]) <= 0:

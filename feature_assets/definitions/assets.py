@@ -15,9 +15,10 @@ from pyspark.sql import functions as F
 
 from feature_assets.checks import schemas
 from feature_assets.compiler.columns import table_of
-from feature_assets.definitions.graph import GROUP_BY, JOIN, JOIN_PART, SOURCE, STAGING_QUERY, Edge, Node
+from feature_assets.definitions.graph import BOOTSTRAP, GROUP_BY, JOIN, JOIN_PART, SOURCE, STAGING_QUERY, Edge, Node
+from feature_assets.engine.bootstrap import COVERED_PREFIX, bootstrap_sources, enrich_left, feature_columns
 from feature_assets.engine.group_by import snapshot_backfill
-from feature_assets.engine.join import assemble_join, compute_join_part, read_left
+from feature_assets.engine.join import assemble_join, compute_needed_join_part, part_name, read_left
 from feature_assets.engine.staging_query import run_staging_query
 from feature_assets.resources.spark import SparkResource
 from feature_assets.resources.warehouse import WarehouseResource
@@ -84,7 +85,7 @@ def _check_specs(node: Node, names: list[tuple[str, str]]) -> list[AssetCheckSpe
 def build_asset(node: Node, partitions_def: PartitionsDefinition, snapshot_table_of: Callable[[dict], str]):
     """The Dagster asset for one node."""
     builders = {SOURCE: _source_asset, STAGING_QUERY: _staging_query_asset, GROUP_BY: _group_by_asset,
-                JOIN_PART: _join_part_asset, JOIN: _join_asset}
+                BOOTSTRAP: _bootstrap_asset, JOIN_PART: _join_part_asset, JOIN: _join_asset}
     return builders[node.kind](node, partitions_def, snapshot_table_of)
 
 
@@ -114,6 +115,11 @@ def _source_asset(node: Node, partitions_def, _):
         store = warehouse.get(spark.get_session())
         present = set(store.partitions(node.table))
         missing = [ds for ds in date_range(start, end) if ds not in present]
+        if missing and node.optional and not present:
+            context.log.info(f"{node.table} does not exist yet; readers treat it as empty")
+            return MaterializeResult(metadata={"table": node.table, "dagster/row_count": 0, "exists": False},
+                                     check_results=[AssetCheckResult(check_name=SCHEMA_CHECK, passed=True,
+                                                                     metadata={"note": "table not created yet"})])
         if missing:
             raise Failure(f"source table {node.table!r} has no partition for {len(missing)} day(s): {missing[:10]} "
                           f"(looked in {store.table_path(node.table)})")
@@ -152,22 +158,59 @@ def _group_by_asset(node: Node, partitions_def, _):
     return group_by_backfill
 
 
+def _bootstrap_table(join: dict) -> str:
+    return table_of(join["metaData"]["outputNamespace"], join["metaData"]["name"]) + "_bootstrap"
+
+
+def _bootstrap_asset(node: Node, partitions_def, _):
+    join = node.config
+    sources = bootstrap_sources(join)
+    priority = "\n".join(f"{s.priority}. `{s.table}`" + (" (log, always lowest)" if s.query is None else "")
+                         for s in sources) or "no bootstrap parts: the left rows as they are"
+    expected = {**schemas.left_columns(join), "ds": None}
+
+    @asset(**_common(node, partitions_def, f"Bootstrap step of `{node.name}`: the left rows enriched with "
+                     f"precomputed feature values, first non-null by priority:\n\n{priority}",
+                     [(SCHEMA_CHECK, "left columns and coverage flags")], {"spark"}))
+    def bootstrap(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
+        started = time.monotonic()
+        start, end = _range(context)
+        store = warehouse.get(spark.get_session())
+        left = read_left(store, join, start, end)
+        enriched, info = enrich_left(store, join, left, start, end)
+        store.write_partitions(enriched, node.table, start, end)
+        written = store.read(node.table, start, end)
+        coverage = written.select(*[F.sum(F.col(c).cast("long")).alias(c) for c in written.columns
+                                    if c.startswith(COVERED_PREFIX)]).first() if sources else None
+        return written_result(store, node, start, end, started, expected, {
+            "bootstrap_priority": [s.table for s in sources],
+            "columns_by_source": MetadataValue.json(info["provided_by"]),
+            "covered_rows_by_part": MetadataValue.json(coverage.asDict() if coverage else {}),
+        })
+
+    return bootstrap
+
+
 def _join_part_asset(node: Node, partitions_def, snapshot_table_of):
     join, part = node.join, node.part
     expected = schemas.join_part_table_columns(join, part)
 
     @asset(**_common(node, partitions_def, f"Join part of `{join['metaData']['name']}`: the features of "
-                     f"`{part['groupBy']['metaData']['name']}` for each distinct (keys, ts) of the left rows.",
+                     f"`{part['groupBy']['metaData']['name']}` for each distinct (keys, ts) of the left rows "
+                     "that bootstrap does not cover.",
                      [(SCHEMA_CHECK, "keys, ts and prefixed features with their types")], {"spark"}))
     def join_part(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
         started = time.monotonic()
         start, end = _range(context)
         store = warehouse.get(spark.get_session())
-        left = read_left(store, join, start, end)
+        enriched = store.read(_bootstrap_table(join), start, end)
         reader = lambda group_by, s, e: store.read(snapshot_table_of(group_by), s, e)  # noqa: E731
-        store.write_partitions(compute_join_part(store, join, part, left, start, end, reader), node.table, start, end)
-        return written_result(store, node, start, end, started, expected,
-                              {"left_rows": left.count()})
+        frame, stats = compute_needed_join_part(store, join, part, enriched, start, end, reader)
+        store.write_partitions(frame, node.table, start, end)
+        left_rows = enriched.count()
+        return written_result(store, node, start, end, started, expected, {
+            "left_rows": left_rows, "rows_computed": stats["rows_computed"],
+            "rows_from_bootstrap": left_rows - stats["rows_computed"], "days_computed": stats["days_computed"]})
 
     return join_part
 
@@ -175,7 +218,6 @@ def _join_part_asset(node: Node, partitions_def, snapshot_table_of):
 def _join_asset(node: Node, partitions_def, _):
     join = node.config
     namespace = join["metaData"]["outputNamespace"]
-    from feature_assets.engine.join import part_name
     part_tables = [f"{namespace}.{part_name(join, part)}" for part in join["joinParts"]]
     expected = schemas.join_output_columns(join)
     checks = [(SCHEMA_CHECK, "left columns, features and derivations with their types"),
@@ -189,7 +231,7 @@ def _join_asset(node: Node, partitions_def, _):
         started = time.monotonic()
         start, end = _range(context)
         store = warehouse.get(spark.get_session())
-        left = read_left(store, join, start, end)
+        left = store.read(_bootstrap_table(join), start, end)
         parts = [(part, store.read(table, start, end)) for part, table in zip(join["joinParts"], part_tables)]
         store.write_partitions(assemble_join(join, left, parts), node.table, start, end)
         left_rows = _rows_per_day(left)

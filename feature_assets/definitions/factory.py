@@ -11,6 +11,7 @@ from feature_assets.compiler import load_compiled
 from feature_assets.compiler.columns import clean_name
 from feature_assets.definitions.assets import asset_key, build_asset, snapshot_table_name
 from feature_assets.definitions.graph import GROUP_BY, JOIN, STAGING_QUERY, build_graph
+from feature_assets.definitions.online_assets import online_assets
 from feature_assets.resources import resources_for_environment
 
 REPO_SETTINGS = "feature_repo.yaml"
@@ -38,6 +39,7 @@ def build_definitions(repo: str | Path, start_date: str | None = None, resources
     graph = build_graph(load_compiled(repo))
     partitions_def = partitions_for(repo, start_date)
     assets = [build_asset(node, partitions_def, snapshot_table_name) for node in graph.values()]
+    assets += online_assets(load_compiled(repo), partitions_def) if resources is None or "mongo" in resources else []
     jobs = []
     kinds = {GROUP_BY: "group_by", JOIN: "join", STAGING_QUERY: "staging_query"}
     for node in graph.values():

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from feature_assets.compiler.columns import source_of, table_of
+from feature_assets.engine.bootstrap import bootstrap_sources
 from feature_assets.engine.join import part_name, snapshot_offset, uses_snapshot_table
 from feature_assets.engine.sources import MILLIS_PER_DAY, source_table
 from feature_assets.engine.specs import agg_specs, max_window_millis
 from feature_assets.storage import qualified
 
-SOURCE, STAGING_QUERY, GROUP_BY, JOIN_PART, JOIN = "source", "staging_query", "group_by", "join_part", "join"
+SOURCE, STAGING_QUERY, GROUP_BY, BOOTSTRAP, JOIN_PART, JOIN = (
+    "source", "staging_query", "group_by", "bootstrap", "join_part", "join")
 SQL_TABLE = re.compile(r"\b(?:from|join)\s+`?([A-Za-z_][\w]*\.[A-Za-z_][\w]*)`?", re.IGNORECASE)
 
 
@@ -38,6 +40,7 @@ class Node:
     part: Optional[dict] = None
     upstream: list[Edge] = field(default_factory=list)
     readers: list[tuple[str, dict]] = field(default_factory=list)  # (source kind, payload) reading a source table
+    optional: bool = False  # a source that may not exist yet (a join's log table before any fetch is logged)
 
     @property
     def name(self) -> str:
@@ -95,11 +98,21 @@ def build_graph(compiled: dict[str, dict[str, dict]]) -> dict[str, Node]:
         if left_kind == "joinSource":
             add_join(left_payload["join"])
         namespace = join["metaData"]["outputNamespace"]
+        # The bootstrap step: left rows enriched by bootstrap tables, in priority order (the log lowest).
+        bootstrap_table = f"{table}_bootstrap"
+        bootstrap_edges = [Edge(qualified(s.table), 0, 0, f"bootstrap priority {s.priority}"
+                                + (" (the join's own log, always lowest)" if s.query is None else ""))
+                           for s in bootstrap_sources(join)]
+        nodes[bootstrap_table] = Node(bootstrap_table, BOOTSTRAP, join["metaData"]["team"], join, join,
+                                      upstream=[Edge(left_table, 0, 0, "left rows")] + bootstrap_edges)
+        for source in bootstrap_sources(join):
+            source_reads.append((qualified(source.table), "log" if source.query is None else "bootstrap",
+                                 {}, bootstrap_table))
         part_edges = []
         for part in join["joinParts"]:
             gb_table = add_group_by(part["groupBy"])
             part_table = f"{namespace}.{part_name(join, part)}"
-            upstream = [Edge(left_table, 0, 0, "left rows")]
+            upstream = [Edge(bootstrap_table, 0, 0, "left rows not covered by bootstrap")]
             if uses_snapshot_table(join, part):
                 offset = snapshot_offset(join)
                 upstream.append(Edge(gb_table, offset, offset, "group-by daily values of the previous day"
@@ -109,12 +122,8 @@ def build_graph(compiled: dict[str, dict[str, dict]]) -> dict[str, Node]:
             nodes[part_table] = Node(part_table, JOIN_PART, join["metaData"]["team"], part["groupBy"], join, part,
                                      upstream=upstream)
             part_edges.append(Edge(part_table, 0, 0, "join part"))
-        bootstrap_edges = [Edge(qualified(p["table"]), 0, 0, f"bootstrap priority {i + 1}")
-                           for i, p in enumerate(join.get("bootstrapParts") or [])]
         nodes[table] = Node(table, JOIN, join["metaData"]["team"], join, join,
-                            upstream=[Edge(left_table, 0, 0, "left rows")] + bootstrap_edges + part_edges)
-        for part in join.get("bootstrapParts") or []:
-            source_reads.append((qualified(part["table"]), "bootstrap", part, table))
+                            upstream=[Edge(bootstrap_table, 0, 0, "left rows with bootstrap values")] + part_edges)
         return table
 
     for group_by in compiled.get("group_bys", {}).values():
@@ -128,4 +137,6 @@ def build_graph(compiled: dict[str, dict[str, dict]]) -> dict[str, Node]:
     for table, kind, payload, _ in source_reads:
         if nodes[table].kind == SOURCE and kind in ("events", "entities"):
             nodes[table].readers.append((kind, payload))
+        if nodes[table].kind == SOURCE and kind == "log":
+            nodes[table].optional = True
     return dict(sorted(nodes.items()))

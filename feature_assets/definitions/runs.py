@@ -18,6 +18,7 @@ def default_instance() -> DagsterInstance:
     """The persistent instance the UI reads (`$DAGSTER_HOME`, default: the project's `.dagster_home`)."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()  # an empty instance file: local storage under DAGSTER_HOME
     return DagsterInstance.get()
 
 

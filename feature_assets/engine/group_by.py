@@ -56,17 +56,25 @@ def _event_snapshot(warehouse: Warehouse, group_by: dict, start_ds: str, end_ds:
         events_start = group_by["backfillStartDate"]
     events = read_group_by_sources(warehouse, group_by, events_start, end_ds)
     events = events.where(keys_not_null(keys))
-    # A key gets a row on day d when some event can still be inside a window ending at the end of d.
-    reach_days = None if max_window is None else -(-max_window // MILLIS_PER_DAY)
-    last_day = F.lit(end_ds) if reach_days is None else F.least(F.lit(end_ds), F.date_add(F.col("ds"), reach_days - 1).cast("string"))
-    first_day = F.greatest(F.lit(start_ds), F.col("ds"))
-    query_days = (events.select(*keys, "ds").distinct()
-                  .select(*keys, first_day.alias("first"), last_day.alias("last"))
+    # A key gets a row on day d when one of its events lies inside a window ending at the end of d: an event
+    # at ts is in [end(d) - W, end(d)) for the days from day(ts) to day(ts + W - 1 day) (none when W < 1 day
+    # and ts is earlier than W before the end of its day). Events are first reduced to the last ts per key
+    # and event day, which gives the same days.
+    per_day = events.groupBy(*keys, _day_of(F.col("ts")).alias("event_day")).agg(F.max("ts").alias("last_ts"))
+    first_day = F.greatest(F.lit(start_ds).cast("date"), F.col("event_day"))
+    last_day = (F.lit(end_ds).cast("date") if max_window is None else
+                F.least(F.lit(end_ds).cast("date"), _day_of(F.col("last_ts") + F.lit(max_window - MILLIS_PER_DAY))))
+    query_days = (per_day.select(*keys, first_day.alias("first"), last_day.alias("last"))
                   .where(F.col("first") <= F.col("last"))
-                  .select(*keys, F.explode(F.sequence(F.to_date("first"), F.to_date("last"))).alias("day"))
+                  .select(*keys, F.explode(F.sequence("first", "last")).alias("day"))
                   .select(*keys, F.col("day").cast("string").alias("ds")).distinct())
     queries = query_days.withColumn("ts", end_of_day_millis())
     return windowed_features(events, queries, keys, specs).drop("ts")
+
+
+def _day_of(millis):
+    """The UTC date of epoch millis (independent of the session time zone)."""
+    return F.date_add(F.lit("1970-01-01").cast("date"), F.floor(millis / F.lit(MILLIS_PER_DAY)).cast("int"))
 
 
 def _entity_snapshot(warehouse: Warehouse, group_by: dict, start_ds: str, end_ds: str) -> DataFrame:

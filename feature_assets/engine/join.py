@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from feature_assets.compiler.columns import (clean_name, external_part_columns, group_by_output_columns,
-                                             group_by_value_columns, join_part_prefix, source_of)
+                                             group_by_value_columns, join_part_columns, join_part_prefix, source_of)
 from feature_assets.engine.derivations import apply_derivations
 from feature_assets.engine.group_by import read_group_by_sources
 from feature_assets.engine.sources import events_start_for, read_source
@@ -74,7 +74,8 @@ def compute_join_part(warehouse: Warehouse, join: dict, part: dict, left: DataFr
     pairs = part_key_columns(part)
     left_keys = [left_col for left_col, _ in pairs]
     gb_keys = [gb_key for _, gb_key in pairs]
-    queries = left.select(*left_keys, "ts", "ds").distinct()
+    row_time = row_time_columns(left)
+    queries = left.select(*left_keys, *row_time).distinct()
     base = group_by_value_columns(group_by)
     if uses_snapshot_table(join, part):
         offset = snapshot_offset(join)
@@ -84,17 +85,22 @@ def compute_join_part(warehouse: Warehouse, join: dict, part: dict, left: DataFr
         condition = F.col("ds") == F.col("__left_ds")
         for left_col, gb_key in pairs:
             condition = condition & (F.col(left_col) == F.col(f"__gb_{gb_key}"))
-        features = queries.join(snapshot, condition, "left").select(*left_keys, "ts", "ds", *base)
+        features = queries.join(snapshot, condition, "left").select(*left_keys, *row_time, *base)
         features = _fill_empty_defaults(features, group_by, left_keys)
     else:
         specs = agg_specs(group_by)
         events_start = events_start_for(shift_ds(start_ds, -1), max_window_millis(specs))
         events = read_group_by_sources(warehouse, group_by, events_start, end_ds)
         features = windowed_features(events, queries, left_keys, specs, event_keys=gb_keys)
-    features = apply_derivations(features, group_by.get("derivations") or [], base, keep=left_keys + ["ts", "ds"])
+    features = apply_derivations(features, group_by.get("derivations") or [], base, keep=left_keys + row_time)
     prefix = part_feature_prefix(part)
     outputs = group_by_output_columns(group_by)
-    return features.select(*left_keys, "ts", "ds", *[F.col(c).alias(prefix + c) for c in outputs])
+    return features.select(*left_keys, *row_time, *[F.col(c).alias(prefix + c) for c in outputs])
+
+
+def row_time_columns(frame: DataFrame) -> list[str]:
+    """`ts` and `ds`; an entity left without a time column has only `ds` (its rows are per day)."""
+    return ["ts", "ds"] if "ts" in frame.columns else ["ds"]
 
 
 def _fill_empty_defaults(frame: DataFrame, group_by: dict, left_keys: list[str]) -> DataFrame:
@@ -109,25 +115,78 @@ def _fill_empty_defaults(frame: DataFrame, group_by: dict, left_keys: list[str])
 
 
 def assemble_join(join: dict, left: DataFrame, part_tables: list[tuple[dict, DataFrame]]) -> DataFrame:
-    """Every left row exactly once, with each part's features, external columns and derivations."""
+    """Every left row exactly once, with each part's features, external columns and derivations.
+
+    `left` may be the bootstrap table (left rows plus bootstrap values and coverage flags): a covered row
+    keeps its bootstrap values; other rows take computed values where every bootstrap part is null.
+    """
+    from feature_assets.engine.bootstrap import COVERED_PREFIX, coverage_column, feature_columns
+    features = feature_columns(join)
+    bootstrapped = set(left.columns) & set(features)
+    base_columns = [c for c in left.columns if c not in bootstrapped and not c.startswith(COVERED_PREFIX)]
+    row_time = row_time_columns(left)
     output = left
+    values = {column: F.col(column) for column in bootstrapped}
     for index, (part, table) in enumerate(part_tables):
-        left_keys = [left_col for left_col, _ in part_key_columns(part)]
-        renamed = table.select(*[F.col(c).alias(f"__p{index}_{c}") for c in left_keys + ["ts", "ds"]],
-                               *[c for c in table.columns if c not in left_keys + ["ts", "ds"]])
+        row = [left_col for left_col, _ in part_key_columns(part)] + row_time
+        part_columns = join_part_columns(part)
+        renamed = table.select(*[F.col(c).alias(f"__p{index}_{c}") for c in row],
+                               *[F.col(c).alias(f"__c{index}_{c}") for c in part_columns])
         condition = F.lit(True)
-        for column in left_keys + ["ts", "ds"]:
+        for column in row:
             condition = condition & F.col(column).eqNullSafe(F.col(f"__p{index}_{column}"))
-        output = output.join(renamed, condition, "left").drop(*[f"__p{index}_{c}" for c in left_keys + ["ts", "ds"]])
+        output = output.join(renamed, condition, "left")
+        covered = coverage_column(join, part)
+        for column in part_columns:
+            computed = F.col(f"__c{index}_{column}")
+            if column not in bootstrapped:
+                values[column] = computed
+            elif covered in left.columns:
+                values[column] = F.when(F.col(covered), F.col(column)).otherwise(F.coalesce(F.col(column), computed))
+            else:
+                values[column] = F.coalesce(F.col(column), computed)
     for external in join.get("onlineExternalParts") or []:
         types = dict((name, data_type) for name, data_type in external["source"]["valueFields"])
         for column, (name, _) in zip(external_part_columns(external), external["source"]["valueFields"]):
-            if column not in output.columns:
-                output = output.withColumn(column, F.lit(None).cast(DATA_TYPES.get(types[name], "string")))
-    left_columns = left.columns
-    feature_columns = [c for c in output.columns if c not in left_columns]
+            values.setdefault(column, F.lit(None).cast(DATA_TYPES.get(types[name], "string")))
+    non_ds = [c for c in base_columns if c != "ds"]
+    output = output.select(*non_ds, *[values[c].alias(c) for c in features if c in values], "ds")
     derivations = join.get("derivations") or []
     if derivations:
-        output = apply_derivations(output, derivations, feature_columns, keep=[c for c in left_columns if c != "ds"] + ["ds"])
-    ordered = [c for c in output.columns if c != "ds"] + ["ds"]
-    return output.select(*ordered)
+        output = apply_derivations(output, derivations, [c for c in features if c in values], keep=non_ds + ["ds"])
+        output = output.select(*[c for c in output.columns if c != "ds"], "ds")
+    return output
+
+
+def compute_needed_join_part(warehouse: Warehouse, join: dict, part: dict, enriched: DataFrame, start_ds: str,
+                             end_ds: str, read_snapshot: SnapshotReader) -> tuple[DataFrame, dict]:
+    """The part's table for the rows bootstrap does not cover, and what was computed or skipped.
+
+    Only the days with uncovered rows are computed, each run of consecutive days as one job, so the
+    sources of fully covered days are never read.
+    """
+    from feature_assets.engine.bootstrap import coverage_column
+    covered = coverage_column(join, part)
+    needed = enriched.where(~F.col(covered)) if covered in enriched.columns else enriched
+    day_counts = {row["ds"]: row["count"] for row in needed.groupBy("ds").count().collect()}
+    runs = _consecutive_runs(sorted(day_counts))
+    stats = {"rows_computed": sum(day_counts.values()), "days_computed": len(day_counts)}
+    if not runs:
+        keys = [left_col for left_col, _ in part_key_columns(part)]
+        return enriched.select(*keys, *row_time_columns(enriched), *join_part_columns(part)).limit(0), stats
+    frames = [compute_join_part(warehouse, join, part, needed.where(F.col("ds").between(first, last)), first, last,
+                                read_snapshot) for first, last in runs]
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result, stats
+
+
+def _consecutive_runs(days: list[str]) -> list[tuple[str, str]]:
+    runs: list[tuple[str, str]] = []
+    for day in days:
+        if runs and shift_ds(runs[-1][1], 1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs

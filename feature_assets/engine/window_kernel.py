@@ -8,8 +8,11 @@ then read that index range [lo, hi):
 - COUNT, SUM, AVERAGE, VARIANCE, SKEW, KURTOSIS: differences of prefix sums (O(1) per row);
 - MIN, MAX: a sparse table of range minima (O(1) per row after O(n log n) set-up);
 - FIRST, LAST, FIRST_K, LAST_K: the ends of the range (ties on equal ts: the larger value is the later one);
-- TOP_K, BOTTOM_K, UNIQUE_COUNT, BOUNDED_UNIQUE_COUNT, HISTOGRAM and the datasketches-based
-  APPROX_UNIQUE_COUNT (CPC) and APPROX_PERCENTILE (KLL): per row over the range.
+- TOP_K, BOTTOM_K, APPROX_PERCENTILE, UNIQUE_COUNT, BOUNDED_UNIQUE_COUNT, APPROX_UNIQUE_COUNT: a wavelet
+  matrix answers order statistics and distinct counts of every range at once (O(log values) per row).
+  Offline these "approximate" operations are therefore exact: a KLL or CPC sketch (used online, where
+  values must be mergeable) answers within its documented error of these values;
+- HISTOGRAM: per row over the range.
 
 Windows are exact: an event at exactly t is excluded, one at exactly t - W included. Null input values are
 ignored; a query row whose key has a null gets null for every feature (counts included).
@@ -22,6 +25,8 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
+
+from feature_assets.engine.wavelet import WaveletMatrix, previous_occurrence
 
 COUNT_LIKE = frozenset({"COUNT", "UNIQUE_COUNT", "APPROX_UNIQUE_COUNT", "BOUNDED_UNIQUE_COUNT"})
 MOMENT_OPS = frozenset({"VARIANCE", "SKEW", "KURTOSIS"})
@@ -75,10 +80,14 @@ class SortedColumn:
         self.integral = integral
         self.numeric = integral or np.issubdtype(self.values.dtype, np.floating) or self.values.dtype == bool
         self.ts = frame["t"].to_numpy(dtype=np.int64)
-        self.combined = frame["c"].to_numpy(dtype=np.int64) * span + (self.ts - tmin)
+        self.codes = frame["c"].to_numpy(dtype=np.int64)
+        self.combined = self.codes * span + (self.ts - tmin)
         self._prefix: dict[int, np.ndarray] = {}
+        self._key_sums: np.ndarray | None = None
         self._sparse: dict[str, list[np.ndarray]] = {}
         self._ranks: tuple[np.ndarray, np.ndarray] | None = None
+        self._value_matrix: WaveletMatrix | None = None
+        self._previous_matrix: WaveletMatrix | None = None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -100,6 +109,22 @@ class SortedColumn:
             self._prefix[key] = np.concatenate([[np.longdouble(0)], np.cumsum(base)])
         return self._prefix[key]
 
+    def float_sums(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Sums of [lo, hi) (0 where empty) from running sums restarted at every key: a window's rounding
+        error depends only on earlier values of its own key, never on other keys of the bucket or on a
+        centering constant, and sums of exactly representable values (e.g. multiples of 0.25) are exact."""
+        if self._key_sums is None:
+            self._key_sums = (pd.Series(self.values.astype(np.float64)).groupby(self.codes, sort=False)
+                              .cumsum().to_numpy(dtype=np.float64))
+        out = np.zeros(len(lo))
+        rows = np.nonzero(hi > lo)[0]
+        if len(rows):
+            a, b = lo[rows], hi[rows]
+            previous = np.maximum(a - 1, 0)
+            same_key = (a > 0) & (self.codes[previous] == self.codes[a])
+            out[rows] = self._key_sums[b - 1] - np.where(same_key, self._key_sums[previous], 0.0)
+        return out
+
     @property
     def center(self) -> float:
         return float(np.mean(self.values.astype(np.float64))) if len(self.values) else 0.0
@@ -110,6 +135,22 @@ class SortedColumn:
             uniques, ranks = np.unique(self.values, return_inverse=True)
             self._ranks = (ranks.astype(np.int64), uniques)
         return self._ranks
+
+    def value_matrix(self) -> WaveletMatrix:
+        if self._value_matrix is None:
+            self._value_matrix = WaveletMatrix(self.order_codes()[0])
+        return self._value_matrix
+
+    def kth_values(self, lo: np.ndarray, hi: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """The k-th smallest value (0-based) of each non-empty range."""
+        _, uniques = self.order_codes()
+        return uniques[self.value_matrix().kth_smallest(lo, hi, k)]
+
+    def distinct_counts(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        if self._previous_matrix is None:
+            self._previous_matrix = WaveletMatrix(previous_occurrence(self.order_codes()[0]))
+        # previous_occurrence stores index + 1, so "no occurrence before lo" is "< lo + 1".
+        return self._previous_matrix.count_less(lo, hi, lo + 1)
 
     def range_extreme(self, lo: np.ndarray, hi: np.ndarray, largest: bool) -> np.ndarray:
         """Rank of the min (or max) value in each non-empty [lo, hi)."""
@@ -158,16 +199,16 @@ def compute_spec(column: SortedColumn, spec: AggSpec, lo: np.ndarray, hi: np.nda
     if op == "COUNT":
         return count
     if op == "SUM":
-        prefix = column.prefix(1)
         if column.integral:
+            prefix = column.prefix(1)
             return _nullable_int(prefix[hi] - prefix[lo], empty)
-        total = (prefix[hi] - prefix[lo]) + count * column.center
-        return np.where(empty, np.nan, total)
+        return np.where(empty, np.nan, column.float_sums(lo, hi))
     if op == "AVERAGE":
-        prefix = column.prefix(1)
-        total = (prefix[hi] - prefix[lo]).astype(np.float64)
-        if not column.integral:
-            total = total + count * column.center
+        if column.integral:
+            prefix = column.prefix(1)
+            total = (prefix[hi] - prefix[lo]).astype(np.float64)
+        else:
+            total = column.float_sums(lo, hi)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(empty, np.nan, total / np.maximum(count, 1))
     if op in MOMENT_OPS:
@@ -248,50 +289,42 @@ def _direct_moment(window: np.ndarray, op: str) -> float:
 
 def _per_row(column: SortedColumn, spec: AggSpec, lo, hi, empty):
     op = spec.operation
-    values = column.values
-    out = np.empty(len(lo), dtype=object)
+    count = hi - lo
     if op in ("UNIQUE_COUNT", "BOUNDED_UNIQUE_COUNT", "APPROX_UNIQUE_COUNT"):
-        counts = np.zeros(len(lo), dtype=np.int64)
-        for row, (a, b) in enumerate(zip(lo, hi)):
-            if b > a:
-                if op == "APPROX_UNIQUE_COUNT":
-                    counts[row] = approx_unique_count(values[a:b])
-                else:
-                    distinct = len(pd.unique(values[a:b]))
-                    counts[row] = min(distinct, spec.k) if op == "BOUNDED_UNIQUE_COUNT" else distinct
-        return counts
-    for row, (a, b) in enumerate(zip(lo, hi)):
-        if b <= a:
-            out[row] = None
-            continue
-        window = values[a:b]
-        if op == "TOP_K":
-            out[row] = np.sort(window)[::-1][:spec.k].tolist()
-        elif op == "BOTTOM_K":
-            out[row] = np.sort(window)[:spec.k].tolist()
-        elif op == "HISTOGRAM":
-            uniques, counts = np.unique(window, return_counts=True)
+        distinct = np.where(empty, 0, column.distinct_counts(lo, hi)) if len(column) else np.zeros(len(lo), np.int64)
+        return np.minimum(distinct, spec.k) if op == "BOUNDED_UNIQUE_COUNT" else distinct
+    rows = np.nonzero(~empty)[0]
+    out = np.empty(len(lo), dtype=object)
+    if op in ("TOP_K", "BOTTOM_K"):
+        k = spec.k
+        a, b, n = lo[rows], hi[rows], count[rows]
+        ranks = [np.minimum(j, n - 1) if op == "BOTTOM_K" else np.maximum(n - 1 - j, 0) for j in range(k)]
+        picked = np.stack([_as_python_ready(column, column.kth_values(a, b, r)) for r in ranks], axis=1) if len(rows) else None
+        for index, row in enumerate(rows):
+            out[row] = picked[index, :min(k, n[index])].tolist()
+        return out
+    if op == "APPROX_PERCENTILE":
+        fractions = json.loads(spec.args["percentiles"])
+        a, b, n = lo[rows], hi[rows], count[rows]
+        # Nearest rank: the value at rank ceil(p * n) (1-based, at least 1).
+        columns = [column.kth_values(a, b, np.maximum(np.ceil(p * n - 1e-9).astype(np.int64), 1) - 1).astype(np.float64)
+                   for p in fractions]
+        picked = np.stack(columns, axis=1) if len(rows) else None
+        for index, row in enumerate(rows):
+            out[row] = picked[index].tolist()
+        return out
+    values = column.values
+    for row in rows:
+        if op == "HISTOGRAM":
+            uniques, counts = np.unique(values[lo[row]:hi[row]], return_counts=True)
             out[row] = {u: int(c) for u, c in zip(uniques.tolist(), counts.tolist())}
-        elif op == "APPROX_PERCENTILE":
-            out[row] = approx_percentiles(window, spec)
         else:
             raise ValueError(f"unsupported operation {op}")
     return out
 
 
-def approx_unique_count(values: np.ndarray) -> int:
-    from datasketches import cpc_sketch
-    sketch = cpc_sketch(12)
-    for value in values.tolist():
-        sketch.update(value if isinstance(value, (str, float)) else int(value))
-    return int(round(sketch.get_estimate()))
-
-
-def approx_percentiles(values: np.ndarray, spec: AggSpec) -> list[float]:
-    from datasketches import kll_doubles_sketch
-    sketch = kll_doubles_sketch(int(spec.args.get("k", 200)))
-    sketch.update(values.astype(np.float64))
-    return [float(sketch.get_quantile(p)) for p in json.loads(spec.args["percentiles"])]
+def _as_python_ready(column: SortedColumn, values: np.ndarray) -> np.ndarray:
+    return values.astype(np.int64) if column.integral else values
 
 
 def compute_features(events: pd.DataFrame, queries: pd.DataFrame, keys: list[str], specs: list[AggSpec],

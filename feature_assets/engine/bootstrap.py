@@ -1,0 +1,160 @@
+"""Bootstrap: enrich the left rows with precomputed feature data before any backfill.
+
+Bootstrap parts are read in priority order (the first part highest; the join's own flattened log table,
+with `bootstrap_from_log`, always lowest) and matched to left rows by their key columns (the join's
+`row_ids` by default) within the same `ds`. For each join output column the bootstrap value is the first
+non-null value among the matching parts.
+
+Coverage decides what is computed: a left row is covered for a join part when the parts that matched it
+together provide every output column of that part (by schema, not by value). Covered rows skip that part's
+computation and keep the bootstrap values, nulls included; other rows are computed and take computed values
+only where every bootstrap part is null or absent (row- and column-level hole filling).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from feature_assets.compiler.columns import clean_name, external_part_columns, join_part_columns, table_of
+from feature_assets.storage import TableNotFound, Warehouse
+
+MATCH_PREFIX = "_bootstrap_matched_"
+COVERED_PREFIX = "_covered_"
+
+
+class DuplicateBootstrapRows(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class BootstrapSource:
+    label: str          # what the UI and metadata call it: the table name
+    table: str
+    key_columns: tuple
+    query: dict | None  # None for the log table
+    priority: int       # 1 is highest
+
+
+def log_table_name(join: dict) -> str:
+    return table_of(join["metaData"]["outputNamespace"], join["metaData"]["name"]) + "_logged"
+
+
+def bootstrap_sources(join: dict) -> list[BootstrapSource]:
+    sources = [BootstrapSource(part["table"], part["table"], tuple(part.get("keyColumns") or join.get("rowIds") or []),
+                               part.get("query"), index + 1)
+               for index, part in enumerate(join.get("bootstrapParts") or [])]
+    if join.get("bootstrapFromLog"):
+        sources.append(BootstrapSource(log_table_name(join), log_table_name(join), tuple(join.get("rowIds") or []),
+                                       None, len(sources) + 1))
+    return sources
+
+
+def feature_columns(join: dict) -> list[str]:
+    """The join's output columns that bootstrap can provide: join parts' and external parts' columns."""
+    columns = [c for part in join["joinParts"] for c in join_part_columns(part)]
+    return columns + [c for part in join.get("onlineExternalParts") or [] for c in external_part_columns(part)]
+
+
+def coverage_column(join: dict, part: dict) -> str:
+    from feature_assets.engine.join import part_name
+    return COVERED_PREFIX + part_name(join, part)
+
+
+def _read_source(warehouse: Warehouse, source: BootstrapSource, start_ds: str, end_ds: str,
+                 wanted: list[str]) -> tuple[DataFrame | None, list[str]]:
+    """Rows of one bootstrap source in range: key columns, ds and the join columns it provides."""
+    try:
+        frame = warehouse.read(source.table, start_ds, end_ds)
+    except TableNotFound:
+        if source.query is None:  # the log table appears once fetches are logged; until then it is empty
+            return None, []
+        raise
+    query = source.query or {}
+    for condition in query.get("wheres") or []:
+        frame = frame.where(F.expr(condition))
+    selects = query.get("selects")
+    if selects:
+        keep = {name: expr for name, expr in selects.items()}
+        for key in list(source.key_columns) + ["ds"]:
+            keep.setdefault(key, key)
+        frame = frame.select(*[F.expr(expr).alias(name) for name, expr in keep.items()])
+    missing_keys = [k for k in source.key_columns if k not in frame.columns]
+    if missing_keys:
+        raise ValueError(f"bootstrap table {source.table!r} lacks key column(s) {missing_keys}; "
+                         f"its columns: {frame.columns}")
+    provided = [c for c in wanted if c in frame.columns]
+    return frame.select(*source.key_columns, "ds", *provided), provided
+
+
+def _check_unique(frame: DataFrame, source: BootstrapSource) -> None:
+    duplicates = (frame.groupBy(*source.key_columns, "ds").count().where(F.col("count") > 1)
+                  .limit(5).collect())
+    if duplicates:
+        sample = [{k: row[k] for k in (*source.key_columns, "ds")} for row in duplicates]
+        raise DuplicateBootstrapRows(
+            f"bootstrap table {source.table!r} has several rows for the same row ids {list(source.key_columns)} "
+            f"in one ds, e.g. {sample}")
+
+
+def enrich_left(warehouse: Warehouse, join: dict, left: DataFrame, start_ds: str, end_ds: str
+                ) -> tuple[DataFrame, dict]:
+    """The left rows plus the bootstrap value of every provided join column and one coverage flag per part.
+
+    Returns the frame and, for metadata, what each source provides.
+    """
+    wanted = feature_columns(join)
+    enriched = left
+    provided_by: dict[str, list[str]] = {}
+    match_columns: list[tuple[str, list[str]]] = []
+    per_column: dict[str, list[str]] = {}
+    for source in bootstrap_sources(join):
+        frame, provided = _read_source(warehouse, source, start_ds, end_ds, wanted)
+        if frame is None:
+            provided_by[source.label] = []
+            continue
+        _check_unique(frame, source)
+        tag = f"{source.priority}"
+        match = f"{MATCH_PREFIX}{tag}"
+        renamed = frame.select(*[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
+                               *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
+                               F.lit(True).alias(match))
+        condition = F.col("ds") == F.col(f"__b{tag}_ds")
+        for key in source.key_columns:
+            condition = condition & (F.col(key) == F.col(f"__b{tag}_{key}"))
+        enriched = enriched.join(renamed, condition, "left").drop(*[f"__b{tag}_{k}" for k in (*source.key_columns, "ds")])
+        enriched = enriched.withColumn(match, F.coalesce(F.col(match), F.lit(False)))
+        provided_by[source.label] = provided
+        match_columns.append((match, provided))
+        for column in provided:
+            per_column.setdefault(column, []).append(f"__b{tag}__{column}")
+    # First non-null value by priority, per column.
+    enriched = enriched.select(*left.columns, *[m for m, _ in match_columns],
+                               *[F.coalesce(*[F.col(c) for c in sources]).alias(column)
+                                 for column, sources in per_column.items()])
+    for part in join["joinParts"]:
+        covered = F.lit(True)
+        for column in join_part_columns(part):
+            providers = [F.col(m) for m, provided in match_columns if column in provided]
+            has_column = F.lit(False)
+            for provider in providers:
+                has_column = has_column | provider
+            covered = covered & has_column
+        enriched = enriched.withColumn(coverage_column(join, part), covered)
+    enriched = enriched.drop(*[m for m, _ in match_columns])
+    return enriched, {"provided_by": provided_by}
+
+
+def bootstrap_value_columns(frame: DataFrame, join: dict) -> list[str]:
+    wanted = set(feature_columns(join))
+    return [c for c in frame.columns if c in wanted]
+
+
+def left_columns_of(frame: DataFrame, join: dict) -> list[str]:
+    wanted = set(feature_columns(join))
+    return [c for c in frame.columns if c not in wanted and not c.startswith(COVERED_PREFIX)]
+
+
+def clean_join_name(join: dict) -> str:
+    return clean_name(join["metaData"]["name"])

@@ -1,0 +1,329 @@
+"""Online store, loader, streaming writer and fetcher without Spark: the in-memory fake and the real
+MongoDB-protocol server (SecantusDB over a socket)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feature_assets.engine.specs import agg_specs
+from feature_assets.engine.window_kernel import compute_features
+from feature_assets.online import codec
+from feature_assets.online.fetcher import BatchTooLarge, Fetcher, UnknownName
+from feature_assets.online.kv_store import (InMemoryKVStore, LoadError, MongoKVStore, batch_dataset, batch_versions,
+                                            streaming_dataset)
+from feature_assets.online.streaming_writer import StreamingWriter
+from feature_assets.online.upload import (encode_snapshot_rows, encode_temporal_rows, end_of_day_millis, load_rows,
+                                          make_schema, upload_metadata)
+
+PROJECT = Path(__file__).resolve().parents[1]
+PRODUCTION = PROJECT / "quickstart" / "production"
+DAY = 86_400_000
+
+
+def compiled(path: str) -> dict:
+    return json.loads((PRODUCTION / path).read_text())
+
+
+PURCHASES = compiled("group_bys/quickstart/purchases.v1")
+RETURNS = compiled("group_bys/quickstart/returns.v1")
+TRAINING_SET = compiled("joins/quickstart/training_set.v2")
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory):
+    from feature_assets.services.local import local_services
+    with local_services(tmp_path_factory.mktemp("online-store"), mongo=True, kafka=False) as services:
+        yield services.mongo_uri
+
+
+@pytest.fixture
+def mongo_store(mongo_uri):
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    store = MongoKVStore.from_uri(mongo_uri, name)
+    yield store
+    store.db.client.drop_database(name)
+    store.close()
+
+
+@pytest.fixture(params=["memory", "mongo"])
+def store(request):
+    if request.param == "memory":
+        return InMemoryKVStore()
+    return request.getfixturevalue("mongo_store")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def purchases_events(seed: int = 0, users: int = 8, days: int = 40, start: str = "2023-11-01") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 400
+    start_ms = end_of_day_millis(start) - DAY
+    return pd.DataFrame({"user_id": [str(u) for u in rng.integers(1, users + 1, n)],
+                         "ts": np.sort(start_ms + rng.integers(0, days * DAY, n)).astype(np.int64),
+                         "purchase_price": rng.integers(1, 500, n).astype(np.int64)})
+
+
+def returns_events(seed: int = 1, **kwargs) -> pd.DataFrame:
+    frame = purchases_events(seed, **kwargs).rename(columns={"purchase_price": "refund_amt"})
+    return frame
+
+
+def snapshot_upload(events: pd.DataFrame, group_by: dict, ds: str) -> tuple[pd.DataFrame, dict]:
+    """The daily values at the end of ds (the kernel), encoded like the Spark upload does."""
+    specs = agg_specs(group_by)
+    users = sorted(events["user_id"].unique())
+    queries = pd.DataFrame({"user_id": users, "ts": end_of_day_millis(ds)})
+    daily = compute_features(events, queries, ["user_id"], specs, frozenset({"purchase_price"}))
+    from pyspark.sql.types import LongType
+    from feature_assets.engine.specs import output_type
+    types = {s.column_name: output_type(s, LongType()).simpleString() for s in specs}
+    schema = make_schema(group_by, {"user_id": "string"}, types)
+    return encode_snapshot_rows(daily, schema), schema
+
+
+def temporal_upload(events: pd.DataFrame, group_by: dict, ds: str) -> tuple[pd.DataFrame, dict]:
+    schema = make_schema(group_by, {"user_id": "string"}, {"refund_amt": "bigint"})
+    return encode_temporal_rows(events, schema, group_by, end_of_day_millis(ds)), schema
+
+
+def load_quickstart(store, ds: str, purchases=None, returns=None):
+    purchases = purchases_events() if purchases is None else purchases
+    returns = returns_events() if returns is None else returns
+    upload_metadata(store, "joins", TRAINING_SET)
+    rows, schema = snapshot_upload(purchases, PURCHASES, ds)
+    first = load_rows(store, PURCHASES, ds, rows, schema)
+    rows, schema = temporal_upload(returns, RETURNS, ds)
+    second = load_rows(store, RETURNS, ds, rows, schema)
+    return first, second
+
+
+# --------------------------------------------------------------------------- store and loader
+
+
+def test_bulk_put_is_idempotent(store):
+    items = [(json.dumps({"user_id": str(i)}), bytes([i % 256]) * 3) for i in range(30)]
+    assert store.bulk_put("X_BATCH", "v1", items) == 30
+    store.bulk_put("X_BATCH", "v1", items[:10])  # a retried chunk
+    assert store.count_version("X_BATCH", "v1") == 30
+    got = store.multi_get("X_BATCH", "v1", [items[3][0], items[4][0], '{"user_id":"nope"}'])
+    assert got == {items[3][0]: items[3][1], items[4][0]: items[4][1]}
+    assert store.multi_get("X_BATCH", "v2", [items[3][0]]) == {}
+    assert store.delete_version("X_BATCH", "v1") == 30
+    assert store.count_version("X_BATCH", "v1") == 0
+
+
+def test_reloading_the_same_partition_changes_nothing(store):
+    first, _ = load_quickstart(store, "2023-11-20")
+    assert first["status"] == "loaded"
+    pointer = store.get_metadata("batch/QUICKSTART_PURCHASES_V1")
+    again, again_returns = load_quickstart(store, "2023-11-20")
+    assert again["status"] == again_returns["status"] == "unchanged"
+    assert again["version"] == first["version"]
+    assert store.get_metadata("batch/QUICKSTART_PURCHASES_V1") == pointer
+    assert store.count_version(batch_dataset(PURCHASES["metaData"]["name"]), first["version"]) == first["rows"]
+
+
+def test_half_loaded_version_is_invisible():
+    store = InMemoryKVStore()
+    load_quickstart(store, "2023-11-20")
+    fetcher = Fetcher(store, pointer_ttl=0)
+    at = end_of_day_millis("2023-11-21") + 1000
+    before = fetcher.fetch_group_by("quickstart/purchases.v1", {"user_id": "3"}, at)
+    changed = purchases_events(seed=9)
+    rows, schema = snapshot_upload(changed, PURCHASES, "2023-11-20")
+    store.fail_after_puts = 3
+    with pytest.raises(LoadError):
+        load_rows(store, PURCHASES, "2023-11-20", rows, schema)
+    assert fetcher.fetch_group_by("quickstart/purchases.v1", {"user_id": "3"}, at) == before
+    store.fail_after_puts = None
+    assert load_rows(store, PURCHASES, "2023-11-20", rows, schema)["status"] == "loaded"
+    after = fetcher.fetch_group_by("quickstart/purchases.v1", {"user_id": "3"}, at)
+    assert after != before
+
+
+KILL_SCRIPT = """
+import json, sys
+import pandas as pd
+from feature_assets.online.kv_store import MongoKVStore
+from feature_assets.online.upload import load_rows, make_schema
+uri, database, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+group_by = json.loads(open(sys.argv[4]).read())
+schema = make_schema(group_by, {"user_id": "string"}, {})
+rows = pd.DataFrame({"key_json": [json.dumps({"user_id": str(i)}) for i in range(n)],
+                     "value": [b"x" * 40] * n})
+print("loading", flush=True)
+load_rows(MongoKVStore.from_uri(uri, database), group_by, "2023-11-20", rows, schema)
+print("done", flush=True)
+"""
+
+
+def test_killed_loader_leaves_readers_on_the_previous_version(mongo_store, mongo_uri, tmp_path):
+    load_quickstart(mongo_store, "2023-11-20")
+    previous = batch_versions(mongo_store, PURCHASES["metaData"]["name"])["2023-11-20"]
+    fetcher = Fetcher(mongo_store, pointer_ttl=0)
+    at = end_of_day_millis("2023-11-21") + 1
+    before = fetcher.fetch_group_by("quickstart.purchases.v1", {"user_id": "2"}, at)
+    config = tmp_path / "purchases.json"
+    config.write_text(json.dumps(PURCHASES))
+    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, mongo_uri, mongo_store.db.name, "6000", str(config)],
+                               stdout=subprocess.PIPE, text=True, cwd=PROJECT)
+    try:
+        assert process.stdout.readline().strip() == "loading"
+        dataset = batch_dataset(PURCHASES["metaData"]["name"])
+        deadline = time.monotonic() + 30
+        while mongo_store.db[dataset].estimated_document_count() <= previous["rows"] + 500:
+            assert time.monotonic() < deadline and process.poll() is None, "the loader finished too early"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(10)
+    written = mongo_store.db[dataset].estimated_document_count() - previous["rows"]
+    assert 0 < written < 6000  # killed halfway
+    assert batch_versions(mongo_store, PURCHASES["metaData"]["name"])["2023-11-20"] == previous
+    assert fetcher.fetch_group_by("quickstart.purchases.v1", {"user_id": "2"}, at) == before
+
+
+def test_retired_versions_are_garbage_collected():
+    store = InMemoryKVStore()
+    from feature_assets.online.kv_store import load_batch
+    name = PURCHASES["metaData"]["name"]
+    dataset = batch_dataset(name)
+    for index, ds in enumerate(["2023-11-01", "2023-11-02", "2023-11-03", "2023-11-04"]):
+        version = f"{ds}.v{index}"
+        load_batch(store, name, ds, version, 1, {}, lambda v=version: store.bulk_put(dataset, v, [("k", b"x")]),
+                   retain_days=2, grace_seconds=0)
+    assert sorted(batch_versions(store, name)) == ["2023-11-03", "2023-11-04"]
+    assert store.count_version(dataset, "2023-11-01.v0") == 0
+    assert store.count_version(dataset, "2023-11-04.v3") == 1
+
+
+def test_streaming_index(mongo_store):
+    StreamingWriter(mongo_store, RETURNS).write([{"key": {"user_id": "1"}, "ts": 5, "values": {"refund_amt": 3}}])
+    indexes = mongo_store.db[streaming_dataset("quickstart.returns.v1")].index_information()
+    assert indexes["key_ts"]["key"] == [("k", 1), ("ts", 1)]
+
+
+def test_streaming_writer_is_idempotent_with_event_ids(store):
+    writer = StreamingWriter(store, RETURNS)
+    events = [{"key": {"user_id": "7"}, "ts": 1000 + i, "values": {"refund_amt": i}, "event_id": f"e{i}"}
+              for i in range(5)]
+    writer.write(events)
+    writer.write(events)  # a replay
+    writer.write([{"user_id": None, "ts": 5, "values": {"refund_amt": 1}}])  # null key: dropped
+    found = store.range_read(streaming_dataset("quickstart.returns.v1"), ['{"user_id":"7"}'], 0, 10_000)
+    assert [d["ts"] for d in found['{"user_id":"7"}']] == [1000, 1001, 1002, 1003, 1004]
+    writer.write([{"key": {"user_id": "7"}, "ts": 1002, "values": {"refund_amt": 9}}])  # no id: a new event
+    found = store.range_read(streaming_dataset("quickstart.returns.v1"), ['{"user_id":"7"}'], 1001, 1003)
+    assert len(found['{"user_id":"7"}']) == 3
+
+
+# --------------------------------------------------------------------------- fetcher
+
+
+def expected_join(purchases, returns, user: str, at: int) -> dict:
+    """Offline semantics with the kernel: purchases (SNAPSHOT) at the end of day(at) - 1, returns at `at`."""
+    day_start = at - at % DAY
+    out = {}
+    for part, events, t, column in ((PURCHASES, purchases, day_start, "purchase_price"),
+                                    (RETURNS, returns, at, "refund_amt")):
+        specs = agg_specs(part)
+        row = compute_features(events, pd.DataFrame({"user_id": [user], "ts": [t]}), ["user_id"], specs,
+                               frozenset({column})).iloc[0]
+        prefix = part["metaData"]["name"].replace(".", "_") + "_"
+        for spec in specs:
+            value = row[spec.column_name]
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            elif value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+                value = None
+            elif hasattr(value, "item"):
+                value = value.item()
+            out[prefix + spec.column_name] = value
+    return out
+
+
+def test_join_fetch_matches_offline_semantics_with_streaming(store):
+    purchases, returns = purchases_events(), returns_events()
+    batch_ds = "2023-11-25"
+    end = end_of_day_millis(batch_ds)
+    load_quickstart(store, batch_ds, purchases[purchases["ts"] < end], returns[returns["ts"] < end])
+    # Later purchases are visible only through the next day's batches (SNAPSHOT); returns through streaming.
+    for ds in ("2023-11-26", "2023-11-27", "2023-11-28"):
+        visible = purchases[purchases["ts"] < end_of_day_millis(ds)]
+        rows, schema = snapshot_upload(visible, PURCHASES, ds)
+        load_rows(store, PURCHASES, ds, rows, schema, retain_days=10)
+    later = returns[returns["ts"] >= end]
+    StreamingWriter(store, RETURNS).write(
+        [{"key": {"user_id": u}, "ts": int(t), "values": {"refund_amt": int(v)}, "event_id": str(i)}
+         for i, (u, t, v) in enumerate(zip(later["user_id"], later["ts"], later["refund_amt"]))])
+    fetcher = Fetcher(store)
+    rng = np.random.default_rng(4)
+    checked = 0
+    for _ in range(25):
+        at = int(end + rng.integers(0, 3 * DAY))
+        user = str(rng.integers(1, 10))  # user 9 never appears
+        got = fetcher.fetch_join("quickstart/training_set.v2", {"user_id": user}, at)
+        assert got["error"] is None, got
+        visible = purchases[purchases["ts"] < at - at % DAY]
+        assert got["values"] == expected_join(visible, returns, user, at), (user, at)
+        checked += 1
+    batch = fetcher.fetch_join("quickstart.training_set.v2", [{"user_id": "1"}, {"user_id": "2"}], end + 5)
+    assert [r["values"] for r in batch] == [fetcher.fetch_join("quickstart.training_set.v2", {"user_id": u}, end + 5)
+                                            ["values"] for u in ("1", "2")]
+    assert checked == 25
+
+
+def test_group_by_fetch_and_errors():
+    store = InMemoryKVStore()
+    load_quickstart(store, "2023-11-25")
+    fetcher = Fetcher(store, max_batch=3)
+    at = end_of_day_millis("2023-11-26")
+    ok = fetcher.fetch_group_by("quickstart/purchases.v1", {"user_id": "3"}, at)
+    assert ok["error"] is None and set(ok["values"]) == {
+        "purchase_price_sum_3d", "purchase_price_sum_14d", "purchase_price_sum_30d", "purchase_price_count_3d",
+        "purchase_price_count_14d", "purchase_price_count_30d", "purchase_price_average_3d",
+        "purchase_price_average_14d", "purchase_price_average_30d", "purchase_price_last10"}
+    absent = fetcher.fetch_group_by("quickstart/purchases.v1", {"user_id": "nobody"}, at)["values"]
+    assert absent["purchase_price_count_3d"] == 0 and absent["purchase_price_sum_3d"] is None
+    null = fetcher.fetch_group_by("quickstart/purchases.v1", {"user_id": None}, at)["values"]
+    assert null["purchase_price_count_3d"] is None
+    missing = fetcher.fetch_group_by("quickstart/purchases.v1", {"userid": "3"}, at)
+    assert missing["values"] is None and missing["error_type"] == "invalid_key" and "'user_id'" in missing["error"]
+    mistyped = fetcher.fetch_join("quickstart/training_set.v2", [{"user_id": 5}, {"user_id": "5"}], at)
+    assert mistyped[0]["error_type"] == "invalid_key" and "must be a string" in mistyped[0]["error"]
+    assert mistyped[1]["error"] is None
+    with pytest.raises(UnknownName, match="quickstart.nope"):
+        fetcher.fetch_join("quickstart/nope", {"user_id": "5"})
+    with pytest.raises(BatchTooLarge):
+        fetcher.fetch_group_by("quickstart/purchases.v1", [{"user_id": "1"}] * 4)
+    early = fetcher.fetch_group_by("quickstart/purchases.v1", {"user_id": "3"}, end_of_day_millis("2023-11-01"))
+    assert early["error_type"] == "no_data" and "run upload and load" in early["error"]
+
+
+def test_schema_mismatch_is_reported():
+    store = InMemoryKVStore()
+    load_quickstart(store, "2023-11-25")
+    name = PURCHASES["metaData"]["name"]
+    version = batch_versions(store, name)["2023-11-25"]["version"]
+    key = '{"user_id":"3"}'
+    store.datasets[batch_dataset(name)][f"{version}|{key}"] = codec.encode(codec.KIND_SNAPSHOT, 1, [1])
+    got = Fetcher(store).fetch_group_by(name, {"user_id": "3"}, end_of_day_millis("2023-11-26"))
+    assert got["error_type"] == "bad_data" and "another schema" in got["error"]
+
+
+def test_store_outage_raises_unavailable():
+    from feature_assets.online.kv_store import StoreUnavailable
+    store = MongoKVStore.from_uri("mongodb://127.0.0.1:9/", "x", serverSelectionTimeoutMS=200)
+    with pytest.raises(StoreUnavailable):
+        Fetcher(store).fetch_group_by("quickstart/purchases.v1", {"user_id": "1"})
