@@ -68,7 +68,7 @@ def snapshot_offset(join: dict) -> int:
 
 
 def compute_join_part(warehouse: Warehouse, join: dict, part: dict, left: DataFrame, start_ds: str, end_ds: str,
-                      read_snapshot: SnapshotReader) -> DataFrame:
+                      read_snapshot: SnapshotReader | None = None) -> DataFrame:
     """The part's table: left key columns, ts, ds and the part's prefixed feature columns."""
     group_by = part["groupBy"]
     pairs = part_key_columns(part)
@@ -79,6 +79,9 @@ def compute_join_part(warehouse: Warehouse, join: dict, part: dict, left: DataFr
     base = group_by_value_columns(group_by)
     if uses_snapshot_table(join, part):
         offset = snapshot_offset(join)
+        if read_snapshot is None:  # no stored daily table at hand: compute it for the days needed
+            from feature_assets.engine.group_by import snapshot_backfill
+            read_snapshot = lambda gb, s, e: snapshot_backfill(warehouse, gb, s, e)  # noqa: E731
         snapshot = read_snapshot(group_by, shift_ds(start_ds, offset), shift_ds(end_ds, offset))
         snapshot = snapshot.select(*[F.col(k).alias(f"__gb_{k}") for k in gb_keys], *base,
                                    F.date_add(F.to_date("ds"), -offset).cast("string").alias("__left_ds"))

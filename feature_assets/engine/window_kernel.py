@@ -348,7 +348,7 @@ def compute_features(events: pd.DataFrame, queries: pd.DataFrame, keys: list[str
         raise OverflowError("too many keys for the time span in one bucket; raise the number of buckets")
     null_query = query_codes < 0
     base = np.where(null_query, -1, query_codes) * span
-    result = queries.copy()
+    features: dict[str, object] = {}
     columns: dict[str, object] = {}
     for (input_column, bucket), group in _group_specs(specs).items():
         bucket_values = [None] if bucket is None else pd.unique(events[bucket].dropna()).tolist()
@@ -385,8 +385,10 @@ def compute_features(events: pd.DataFrame, queries: pd.DataFrame, keys: list[str
             values[null_query] = pd.NA
         else:
             values = np.where(null_query, np.nan, values)
-        result[spec.column_name] = values
-    return result
+        features[spec.column_name] = values
+    # One concat rather than many inserts: pandas fragments a frame that grows column by column.
+    return pd.concat([queries.reset_index(drop=True), pd.DataFrame(features)], axis=1).set_axis(
+        list(queries.columns) + list(features), axis=1).set_index(queries.index)
 
 
 def _group_specs(specs: list[AggSpec]) -> dict[tuple[str, str | None], list[AggSpec]]:
