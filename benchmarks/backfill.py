@@ -105,12 +105,12 @@ def naive_sql(join: dict) -> str:
     queries = []
     for index, table in parts:
         part_selects = [s for s in selects if f" AS p{index}_" in s]
-        queries.append(f"""(SELECT l.request_id, {', '.join(part_selects)}
+        queries.append(f"""(SELECT l.request_id AS rid{index}, {', '.join(part_selects)}
             FROM left_rows l LEFT JOIN {table.replace('.', '_')} e{index}
               ON e{index}.user_id = l.user_id AND e{index}.ts < l.ts AND e{index}.ts >= l.ts - {30 * 86_400_000}
             GROUP BY l.request_id) q{index}""")
-    return (f"SELECT * FROM left_rows l LEFT JOIN {queries[0]} ON l.request_id = q0.request_id "
-            f"LEFT JOIN {queries[1]} ON l.request_id = q1.request_id")
+    return (f"SELECT l.*, q0.*, q1.* FROM left_rows l LEFT JOIN {queries[0]} ON l.request_id = q0.rid0 "
+            f"LEFT JOIN {queries[1]} ON l.request_id = q1.rid1")
 
 
 def run_naive(spark, warehouse, out: str) -> int:
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     parser.add_argument("--zipf-s", type=float, default=1.1)
     parser.add_argument("--naive-scales", default="0.01,0.03,0.1,0.3,1.0", help="scales tried for the naive join")
     parser.add_argument("--naive-limit", type=float, default=600.0, help="seconds a naive run may take")
-    parser.add_argument("--driver-memory", default="6g")
+    parser.add_argument("--driver-memory", default="3g")
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args(argv)
 

@@ -148,17 +148,18 @@ def test_unknown_operation(tmp_path):
     assert "MEDIAN" in error.message
 
 
-def test_entity_source_with_mutation_table_is_unsupported(tmp_path):
+def test_mutation_source_refuses_operations_it_cannot_retract(tmp_path):
     write(tmp_path, "group_bys/team/x.py", """
         v1 = GroupBy(
             sources=[EntitySource(snapshot_table="data.users", mutation_table="data.users_mutations",
-                                  query=Query(selects=select("user_id", "email_verified")))],
-            keys=["user_id"],
+                                  query=Query(selects=select("user_id", "score"), mutation_time_column="mutation_ts",
+                                              reversal_column="is_before"))],
+            keys=["user_id"], accuracy=Accuracy.TEMPORAL,
+            aggregations=[Aggregation(input_column="score", operation=Operation.MAX)],
         )
     """)
     error = compile_error(tmp_path, "group_bys/team/x.py")
-    assert_names(error, "group_bys/team/x.py", "team.x.v1", "sources[0].mutation_table")
-    assert "not supported" in error.message
+    assert_names(error, "group_bys/team/x.py", "team.x.v1", "aggregations[0].operation")
 
 
 def test_unsupported_source_object(tmp_path):

@@ -82,6 +82,7 @@ def same(got, want):
 
 def run_part(warehouse, join, start_ds, end_ds):
     """The part table (contract checks) and every left row with its features, by row_id."""
+    from feature_assets.compiler.columns import group_by_output_columns
     from feature_assets.engine.join import assemble_join, part_feature_prefix, part_key_columns, read_left
     from feature_assets.engine.mutations import mutation_join_part, uses_mutations
 
@@ -91,7 +92,7 @@ def run_part(warehouse, join, start_ds, end_ds):
     table = mutation_join_part(warehouse, join, part, left, start_ds, end_ds)
     left_keys = [left_col for left_col, _ in part_key_columns(part)]
     prefix = part_feature_prefix(part)
-    features = [prefix + c for c in output_column_names(part["groupBy"])]
+    features = [prefix + c for c in group_by_output_columns(part["groupBy"])]
     assert table.columns == [*left_keys, "ts", "ds", *features]
     distinct = left.select(*left_keys, "ts", "ds").distinct().count()
     assert table.count() == distinct, "one row per distinct (left keys, ts, ds)"
@@ -190,6 +191,30 @@ def test_key_mapping_and_derivations(warehouse):
     plain["doubled"] = [None if norm(v) is None else 2 * v for v in plain["value_long"]]
     plain["label"] = [None if norm(v) is None else v.upper() for v in plain["value_str"]]
     compare(rows, plain, prefix, ["doubled", "label"])
+
+
+@pytest.mark.spark
+def test_entity_left_sees_its_own_day_snapshot(warehouse):
+    from feature_assets.engine.join import read_left
+    from feature_assets.engine.mutations import mutation_join_part
+    case = random_case(warehouse, 99, "composite")
+    keys = case.key_columns
+    gb = mutation_group_by("rnd.entity_agg", keys, ["value_long", "value_str"], AGGREGATIONS)
+    join = make_join("rnd.mut_entity_left", "rnd.left", {k: k for k in keys}, gb)
+    join["left"] = {"entities": {"snapshotTable": "rnd.entity_snapshots", "mutationTable": None,
+                                 "mutationTopic": None, "query": query({k: k for k in keys})}}
+    left = read_left(warehouse, join, case.start_ds, case.end_ds)
+    table = mutation_join_part(warehouse, join, join["joinParts"][0], left, case.start_ds, case.end_ds)
+    prefix = "rnd_entity_agg_"
+    assert table.columns == [*keys, "ds", *[prefix + c for c in output_column_names(gb)]]
+    key_of = lambda r: (tuple(norm(r[k]) for k in keys), r["ds"])
+    engine = {key_of(r): r for r in (row.asDict(recursive=True) for row in table.collect())}
+    snapshots = case.entity_snapshots
+    left_rows = snapshots[snapshots["ds"].between(case.start_ds, case.end_ds)][keys + ["ds"]].reset_index(drop=True)
+    assert len(engine) == len(left_rows)
+    expected = pd.concat([left_rows, naive_join_part(left_rows, gb, case_tables(case), left_is_entity=True)], axis=1)
+    expected["row_id"] = [key_of(r) for r in expected.to_dict("records")]
+    compare(engine, expected, prefix, output_column_names(gb))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Optional
 from feature_assets.compiler.columns import source_of, table_of
 from feature_assets.engine.bootstrap import bootstrap_sources
 from feature_assets.engine.join import part_name, snapshot_offset, uses_snapshot_table
+from feature_assets.engine.mutations import uses_mutations
 from feature_assets.engine.sources import MILLIS_PER_DAY, source_table
 from feature_assets.engine.specs import agg_specs, max_window_millis
 from feature_assets.storage import qualified
@@ -60,6 +61,8 @@ def _source_edges(group_by: dict, extra_offset: int = 0) -> list[Edge]:
         table = qualified(source_table(kind, payload))
         if kind == "entities":
             edges.append(Edge(table, extra_offset, extra_offset, "daily snapshot"))
+            if payload.get("mutationTable"):
+                edges.append(Edge(qualified(payload["mutationTable"]), extra_offset, extra_offset, "mutations"))
         else:
             # An unwindowed aggregation reads all history; the mapping shows the last 30 days of it.
             reach = days if days is not None else 30
@@ -117,6 +120,10 @@ def build_graph(compiled: dict[str, dict[str, dict]]) -> dict[str, Node]:
                 offset = snapshot_offset(join)
                 upstream.append(Edge(gb_table, offset, offset, "group-by daily values of the previous day"
                                      if offset else "group-by daily values of the same day"))
+            elif uses_mutations(part):
+                _, entity = source_of(part["groupBy"])
+                upstream += [Edge(qualified(entity["snapshotTable"]), -1, -1, "snapshot of the previous day"),
+                             Edge(qualified(entity["mutationTable"]), 0, 0, "mutations of the day")]
             else:
                 upstream += _source_edges(part["groupBy"])
             nodes[part_table] = Node(part_table, JOIN_PART, join["metaData"]["team"], part["groupBy"], join, part,

@@ -57,7 +57,10 @@ def part_feature_prefix(part: dict) -> str:
 
 
 def uses_snapshot_table(join: dict, part: dict) -> bool:
-    """Whether a join part reads its group-by's daily table instead of raw events."""
+    """Whether a join part reads its group-by's daily table instead of raw events (or mutations)."""
+    from feature_assets.engine.mutations import uses_mutations
+    if uses_mutations(part) and left_kind(join) != "entities":
+        return False
     gb_kind, _ = source_of(part["groupBy"])
     return left_kind(join) == "entities" or gb_kind == "entities" or part["groupBy"]["accuracy"] == "SNAPSHOT"
 
@@ -70,6 +73,9 @@ def snapshot_offset(join: dict) -> int:
 def compute_join_part(warehouse: Warehouse, join: dict, part: dict, left: DataFrame, start_ds: str, end_ds: str,
                       read_snapshot: SnapshotReader | None = None) -> DataFrame:
     """The part's table: left key columns, ts, ds and the part's prefixed feature columns."""
+    from feature_assets.engine.mutations import mutation_join_part, uses_mutations
+    if uses_mutations(part) and left_kind(join) != "entities":
+        return mutation_join_part(warehouse, join, part, left, start_ds, end_ds)
     group_by = part["groupBy"]
     pairs = part_key_columns(part)
     left_keys = [left_col for left_col, _ in pairs]

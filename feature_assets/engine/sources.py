@@ -49,8 +49,6 @@ def read_source(warehouse: Warehouse, kind: str, payload: dict, start_ds: str | 
     time_column = query.get("timeColumn")
     if with_time and time_column:
         columns.append(F.expr(time_column).cast("long").alias("ts"))
-    if query.get("mutationTimeColumn") and kind == "entities":
-        columns.append(F.expr(query["mutationTimeColumn"]).cast("long").alias("mutation_ts"))
     columns.append(F.col("ds"))
     return frame.select(*columns)
 

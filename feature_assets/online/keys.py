@@ -23,7 +23,9 @@ class InvalidKey(ValueError):
 
 
 def coerce_key(name: str, value, type_name: str | None):
-    if value is None:
+    if hasattr(value, "item") and not isinstance(value, (list, dict)):  # numpy scalars
+        value = value.item()
+    if value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType":
         return None
     if isinstance(value, (list, dict, tuple, set)):
         raise InvalidKey(f"key {name!r} must be a scalar, got {type(value).__name__} {json.dumps(value, default=str)}")

@@ -12,6 +12,7 @@ online values with the next daily upload). Events with a null key are dropped, a
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -25,6 +26,17 @@ class StreamingEvent:
     ts: int
     values: dict = field(default_factory=dict)
     event_id: str | None = None
+
+
+def _plain(value):
+    """Numpy scalars as Python values, NaN as null (BSON stores plain values only)."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is not None and type(value).__name__ == "NAType":
+        return None
+    return value
 
 
 class StreamingWriter:
@@ -65,7 +77,7 @@ class StreamingWriter:
             key[name] = coerce_key(name, event.key[name], types.get(name))
         if any(v is None for v in key.values()):
             return None
-        doc = {"k": key_json(key), "ts": int(event.ts), "d": dict(event.values)}
+        doc = {"k": key_json(key), "ts": int(event.ts), "d": {c: _plain(v) for c, v in event.values.items()}}
         if event.event_id is not None:
             doc["_id"] = f"{doc['k']}|{event.event_id}"
         return doc

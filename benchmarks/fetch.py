@@ -1,0 +1,273 @@
+"""Benchmark of online fetches of `quickstart.training_set.v2` (two group-bys, 20 features).
+
+    .venv/bin/python benchmarks/fetch.py [--keys 100000] [--requests 2000] [--batches 100] [--no-http]
+
+Steps: synthesize quickstart-like purchases and returns for `--keys` users, encode the batch uploads with the
+same pandas encoders the Spark upload runs (purchases: SNAPSHOT finished values; returns: TEMPORAL tail events
+and head IRs), bulk-load both into MongoDB (the load rate is printed), write streaming returns after the batch
+end for 10% of the users, store the join's metadata, then time fetches:
+
+- in-process (`Fetcher.fetch_join`), single keys and batches of 100, with 1 and 8 concurrent client threads;
+- over HTTP (`feature-assets serve` in its own process, httpx clients), the same shapes;
+- the floor, from the same run: raw pymongo reads of the same documents (the two batch documents by `_id`
+  and the streaming range of the key; `$in` for batches).
+
+Prints p50 / p99 latency and throughput per scenario and the server used. MongoDB: `$FEATURE_ASSETS_MONGO_URI`,
+else a local SecantusDB started for the run (written in Python, so absolute numbers are far from a real
+MongoDB's; compare with the floor of the same run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from feature_assets.engine.specs import agg_specs, output_type  # noqa: E402
+from feature_assets.engine.window_kernel import compute_features  # noqa: E402
+from feature_assets.online.fetcher import Fetcher  # noqa: E402
+from feature_assets.online.kv_store import (MongoKVStore, batch_dataset, batch_versions, doc_id,  # noqa: E402
+                                            streaming_dataset)
+from feature_assets.online.streaming_writer import StreamingWriter  # noqa: E402
+from feature_assets.online.upload import (encode_snapshot_rows, encode_temporal_rows, end_of_day_millis,  # noqa: E402
+                                          load_rows, make_schema, upload_metadata)
+
+DAY = 86_400_000
+BATCH_DS = "2023-11-30"
+PRODUCTION = ROOT / "quickstart" / "production"
+
+
+def compiled(path: str) -> dict:
+    return json.loads((PRODUCTION / path).read_text())
+
+
+def synthesize(n_users: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    end = end_of_day_millis(BATCH_DS)
+    users = np.array([str(u) for u in range(1, n_users + 1)], dtype=object)
+
+    def events(per_user: float, column: str) -> pd.DataFrame:
+        n = int(n_users * per_user)
+        return pd.DataFrame({"user_id": users[rng.integers(0, n_users, n)],
+                             "ts": (end - rng.integers(1, 35 * DAY, n)).astype(np.int64),
+                             column: rng.integers(1, 500, n).astype(np.int64)})
+
+    return events(3.0, "purchase_price"), events(1.5, "refund_amt")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
+
+
+def run_clients(call, requests: list, clients: int) -> dict:
+    """Run `call(request)` for every request split over `clients` threads; latency per call in ms."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    shares = [requests[i::clients] for i in range(clients)]
+
+    def worker(share):
+        mine = []
+        for request in share:
+            started = time.perf_counter()
+            call(request)
+            mine.append((time.perf_counter() - started) * 1000)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(share,)) for share in shares]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "rps": len(latencies) / elapsed,
+            "n": len(latencies)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keys", type=int, default=100_000, help="users uploaded (default 100000)")
+    parser.add_argument("--requests", type=int, default=2000, help="single-key fetches per scenario")
+    parser.add_argument("--batches", type=int, default=100, help="batch fetches (of --batch-size keys) per scenario")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--clients", default="1,8", help="concurrent clients, comma separated")
+    parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--database", default="fetch_benchmark")
+    args = parser.parse_args(argv)
+    client_counts = [int(c) for c in args.clients.split(",")]
+
+    uri = os.environ.get("FEATURE_ASSETS_MONGO_URI")
+    mongo = None
+    if not uri:
+        from feature_assets.services.local import start_mongo
+        state = Path(tempfile.mkdtemp(prefix="fetch-bench-"))
+        mongo = start_mongo(state / "mongo", log_path=state / "mongo.log")
+        uri = mongo.url
+    store = MongoKVStore.from_uri(uri, args.database)
+    info = store.db.client.server_info()
+    server = f"{'SecantusDB (local, started for this run)' if mongo else uri.split('@')[-1]}; reports MongoDB {info.get('version')}"
+    print(f"server: {server}")
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    try:
+        return run(args, store, uri, client_counts)
+    finally:
+        store.close()
+        if mongo:
+            mongo.stop()
+
+
+def run(args, store: MongoKVStore, uri: str, client_counts: list[int]) -> int:
+    purchases_gb = compiled("group_bys/quickstart/purchases.v1")
+    returns_gb = compiled("group_bys/quickstart/returns.v1")
+    join = compiled("joins/quickstart/training_set.v2")
+    store.db.client.drop_database(args.database)
+
+    # ---------------------------------------------------------------- build and load the uploads
+    started = time.perf_counter()
+    purchases, returns = synthesize(args.keys)
+    end = end_of_day_millis(BATCH_DS)
+    specs = agg_specs(purchases_gb)
+    users = sorted(purchases["user_id"].unique())
+    daily = compute_features(purchases, pd.DataFrame({"user_id": users, "ts": end}), ["user_id"], specs,
+                             frozenset({"purchase_price"}))
+    from pyspark.sql.types import LongType
+    purchase_schema = make_schema(purchases_gb, {"user_id": "string"},
+                                  {s.column_name: output_type(s, LongType()).simpleString() for s in specs})
+    purchase_rows = encode_snapshot_rows(daily, purchase_schema)
+    return_schema = make_schema(returns_gb, {"user_id": "string"}, {"refund_amt": "bigint"})
+    return_rows = encode_temporal_rows(returns, return_schema, returns_gb, end)
+    print(f"encoded uploads in {time.perf_counter() - started:.1f}s: {len(purchase_rows)} purchases rows "
+          f"(avg {np.mean([len(v) for v in purchase_rows['value']]):.0f} B), {len(return_rows)} returns rows "
+          f"(avg {np.mean([len(v) for v in return_rows['value']]):.0f} B)")
+    total_rows, load_seconds = 0, 0.0
+    for gb, rows, schema in ((purchases_gb, purchase_rows, purchase_schema), (returns_gb, return_rows, return_schema)):
+        result = load_rows(store, gb, BATCH_DS, rows, schema)
+        total_rows += result["rows"]
+        load_seconds += result["seconds"]
+        print(f"bulk load {batch_dataset(gb['metaData']['name'])}: {result['rows']} keys in {result['seconds']:.1f}s "
+              f"= {result['rows'] / result['seconds']:.0f} keys/s")
+    print(f"bulk load rate: {total_rows / load_seconds:.0f} keys/s overall ({total_rows} documents)")
+    upload_metadata(store, "joins", join)
+    rng = np.random.default_rng(1)
+    at = end + 6 * 3_600_000
+    streamed = rng.choice(len(users), size=max(1, len(users) // 10), replace=False)
+    StreamingWriter(store, returns_gb).write(
+        [{"key": {"user_id": users[i]}, "ts": int(end + rng.integers(0, 6 * 3_600_000)),
+          "values": {"refund_amt": int(rng.integers(1, 300))}, "event_id": f"s{i}"} for i in streamed])
+    print(f"streaming events written: {len(streamed)}")
+
+    # ---------------------------------------------------------------- requests
+    key_pool = [users[i] for i in rng.integers(0, len(users), args.requests)]
+    singles = [{"user_id": u} for u in key_pool]
+    batches = [[{"user_id": users[i]} for i in rng.integers(0, len(users), args.batch_size)]
+               for _ in range(args.batches)]
+    fetcher = Fetcher(store)
+    fetcher.fetch_join("quickstart/training_set.v2", singles[0], at)  # warm the config caches
+    check = fetcher.fetch_join("quickstart/training_set.v2", singles[:3], at)
+    assert all(r["error"] is None for r in check), check
+    print(f"features per response: {len(check[0]['values'])}")
+
+    versions = {gb["metaData"]["name"]: batch_versions(store, gb["metaData"]["name"])[BATCH_DS]["version"]
+                for gb in (purchases_gb, returns_gb)}
+    purchases_coll = store.db[batch_dataset("quickstart.purchases.v1")]
+    returns_coll = store.db[batch_dataset("quickstart.returns.v1")]
+    stream_coll = store.db[streaming_dataset("quickstart.returns.v1")]
+
+    def key_json(request):
+        return json.dumps(request, sort_keys=True, separators=(",", ":"))
+
+    def floor_single(request):
+        kj = key_json(request)
+        purchases_coll.find_one({"_id": doc_id(versions["quickstart.purchases.v1"], kj)})
+        returns_coll.find_one({"_id": doc_id(versions["quickstart.returns.v1"], kj)})
+        list(stream_coll.find({"k": kj, "ts": {"$gte": end, "$lt": at}}, {"k": 1, "ts": 1, "d": 1}))
+
+    def floor_batch(requests):
+        kjs = [key_json(r) for r in requests]
+        list(purchases_coll.find({"_id": {"$in": [doc_id(versions["quickstart.purchases.v1"], k) for k in kjs]}}))
+        list(returns_coll.find({"_id": {"$in": [doc_id(versions["quickstart.returns.v1"], k) for k in kjs]}}))
+        list(stream_coll.find({"k": {"$in": kjs}, "ts": {"$gte": end, "$lt": at}}, {"k": 1, "ts": 1, "d": 1}))
+
+    def in_process(request):
+        fetcher.fetch_join("quickstart/training_set.v2", request, at)
+
+    results = []
+
+    def record(mode, shape, clients, stats, floor=None):
+        results.append((mode, shape, clients, stats, floor))
+        ratio = f"  p99/floor p99 {stats['p99'] / floor['p99']:.2f}x" if floor else ""
+        unit = "req/s" if shape == "single" else f"batches/s ({stats['rps'] * args.batch_size:.0f} keys/s)"
+        print(f"{mode:10s} {shape:9s} clients={clients}: p50 {stats['p50']:7.2f} ms  p99 {stats['p99']:7.2f} ms  "
+              f"{stats['rps']:8.1f} {unit}{ratio}", flush=True)
+
+    print("\n--- in-process fetches vs the raw pymongo floor (same documents) ---")
+    for clients in client_counts:
+        floor = run_clients(floor_single, singles, clients)
+        record("floor", "single", clients, floor)
+        record("in-process", "single", clients, run_clients(in_process, singles, clients), floor)
+        floor_b = run_clients(floor_batch, batches, clients)
+        record("floor", f"batch{args.batch_size}", clients, floor_b)
+        record("in-process", f"batch{args.batch_size}", clients, run_clients(in_process, batches, clients), floor_b)
+
+    if not args.no_http:
+        import httpx
+        from feature_assets.services.local import find_free_port
+        port = find_free_port()
+        env = {**os.environ, "FEATURE_ASSETS_MONGO_URI": uri, "FEATURE_ASSETS_MONGO_DATABASE": args.database}
+        server = subprocess.Popen([sys.executable, "-m", "feature_assets.cli", "serve", "--port", str(port)],
+                                  env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"the HTTP server did not start: {server.stderr.read().decode()[-2000:]}")
+                time.sleep(0.2)
+            local = threading.local()
+
+            def http_call(request):
+                client = getattr(local, "client", None)
+                if client is None:
+                    client = local.client = httpx.Client(base_url=base, timeout=30)
+                response = client.post("/v1/fetch/join/quickstart/training_set.v2", json=request,
+                                       params={"at_millis": at})
+                response.raise_for_status()
+
+            http_call(singles[0])
+            print("\n--- HTTP fetches (feature-assets serve, uvicorn, one process) ---")
+            for clients in client_counts:
+                record("http", "single", clients, run_clients(http_call, singles, clients))
+                record("http", f"batch{args.batch_size}", clients, run_clients(http_call, batches, clients))
+        finally:
+            server.terminate()
+            server.wait(10)
+
+    print("\n--- summary ---")
+    for mode, shape, clients, stats, floor in results:
+        extra = f" (floor p99 {floor['p99']:.2f} ms, {stats['p99'] / floor['p99']:.2f}x)" if floor else ""
+        print(f"{mode:10s} {shape:9s} x{clients}: p50 {stats['p50']:.2f} ms, p99 {stats['p99']:.2f} ms, "
+              f"{stats['rps']:.1f}/s{extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
