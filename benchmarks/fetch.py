@@ -59,10 +59,12 @@ def synthesize(n_users: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]
     users = np.array([str(u) for u in range(1, n_users + 1)], dtype=object)
 
     def events(per_user: float, column: str) -> pd.DataFrame:
+        # every user has at least one event (so every key is uploaded), the rest at random
         n = int(n_users * per_user)
-        return pd.DataFrame({"user_id": users[rng.integers(0, n_users, n)],
-                             "ts": (end - rng.integers(1, 35 * DAY, n)).astype(np.int64),
-                             column: rng.integers(1, 500, n).astype(np.int64)})
+        who = np.concatenate([np.arange(n_users), rng.integers(0, n_users, max(n - n_users, 0))])
+        return pd.DataFrame({"user_id": users[who],
+                             "ts": (end - rng.integers(1, 29 * DAY, len(who))).astype(np.int64),
+                             column: rng.integers(1, 500, len(who)).astype(np.int64)})
 
     return events(3.0, "purchase_price"), events(1.5, "refund_amt")
 

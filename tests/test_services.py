@@ -237,7 +237,7 @@ def test_environment_resources_resolve_env_vars_in_a_run(services, monkeypatch):
 def test_local_environment_is_the_default(monkeypatch):
     monkeypatch.delenv("FEATURE_ASSETS_ENV", raising=False)
     resources = resources_for_environment()
-    assert set(resources) == {"spark", "mongo", "kafka"}
+    assert set(resources) == {"spark", "mongo", "kafka", "warehouse"}
     assert resources["spark"].master == "local[*]"
     with pytest.raises(ValueError, match="FEATURE_ASSETS_ENV"):
         resources_for_environment("staging")

@@ -161,8 +161,8 @@ def _read_rows(warehouse: Warehouse, group_by: dict, gb_keys: list[str], inner_k
         selects = query.get("selects")
         if selects is None:
             selects = {c: f"`{c}`" for c in snapshot.columns if c != "ds"}
-        mutation_query = {**query, "selects": {**selects, _REVERSAL: query.get("reversalColumn") or "is_before"},
-                          "mutationTimeColumn": query.get("mutationTimeColumn") or "mutation_ts"}
+        mutation_query = {**query, "selects": {**selects, _REVERSAL: query.get("reversalColumn") or "is_before",
+                                               "mutation_ts": f"CAST({query.get('mutationTimeColumn') or 'mutation_ts'} AS LONG)"}}
         mutations = read_source(warehouse, "entities", {"snapshotTable": payload["mutationTable"],
                                                         "query": mutation_query},
                                 mutation_range[0], mutation_range[1], with_time=False)

@@ -70,7 +70,7 @@ def create_app(store: Optional[KVStore] = None, fetcher: Optional[Fetcher] = Non
                    for i, r in enumerate(responses) if r["error_type"] == "invalid_key"]
         if invalid:
             raise HTTPException(400, "; ".join(invalid[:20]))
-        return result
+        return JSONResponse(result)  # plain json.dumps: values are already JSON-ready
 
     @app.post("/v1/fetch/join/{name:path}", summary="Fetch a join's features for one request or a batch")
     def fetch_join(name: str, body: RequestBody = Body(..., examples=[{"user_id": "5"}]),
@@ -94,5 +94,11 @@ def create_app(store: Optional[KVStore] = None, fetcher: Optional[Fetcher] = Non
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, max_batch: int = 1000, workers: int = 1) -> None:
+    import gc
     import uvicorn
-    uvicorn.run(create_app(max_batch=max_batch), host=host, port=port, log_level="warning", access_log=False)
+    app = create_app(max_batch=max_batch)
+    # Everything imported so far lives for the whole process: keep it out of the collector's scans, so
+    # collections during requests stay short (they showed in the p99 latency).
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -31,7 +31,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from feature_assets.compiler.columns import clean_name, group_by_value_columns, source_of, table_of
+from feature_assets.compiler.columns import group_by_value_columns, source_of, table_of
 from feature_assets.engine.specs import agg_specs
 from feature_assets.online import codec
 from feature_assets.online.ir import Events, head_ir, ir_to_wire, spec_operation
@@ -330,7 +330,3 @@ def upload_metadata(store: KVStore, kind: str, config: dict) -> list[str]:
             put("group_bys", part["groupBy"])
     put(kind, config)
     return written
-
-
-def clean_dataset_label(group_by: dict) -> str:
-    return clean_name(group_by["metaData"]["name"]).upper()
