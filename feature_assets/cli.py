@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -250,7 +251,16 @@ def main(argv: list[str] | None = None) -> int:
     for category in (dagster.BetaWarning, dagster.PreviewWarning, dagster.SupersessionWarning):
         warnings.filterwarnings("ignore", category=category)
     args = build_parser().parse_args(argv)
+    if args.command in NEEDS_MONGO and not os.environ.get("FEATURE_ASSETS_MONGO_URI"):
+        # Embedded default: the project's local MongoDB-protocol server, on the data the quickstart loaded.
+        from feature_assets.quickstart_run import STATE_DIR
+        from feature_assets.services.local import local_services
+        with local_services(STATE_DIR, mongo=True, kafka=False):
+            return args.func(args)
     return args.func(args)
+
+
+NEEDS_MONGO = {"load", "metadata-upload", "fetch", "serve"}
 
 
 if __name__ == "__main__":

@@ -56,6 +56,32 @@ def backfill_joins() -> list[str]:
     return sorted(set(tables))
 
 
+def refresh_online_store() -> None:
+    """The online use cases through Dagster: upload + load the last day, then the online configs' metadata."""
+    from feature_assets.definitions import build_definitions
+    from feature_assets.definitions.factory import METADATA_UPLOAD_JOB, ONLINE_UPLOAD_JOB
+    from feature_assets.definitions.runs import run_job
+    defs = build_definitions(QUICKSTART_REPO)
+    for job, days in ((ONLINE_UPLOAD_JOB, (END_DS, END_DS)), (METADATA_UPLOAD_JOB, (None, None))):
+        started = time.monotonic()
+        result = run_job(defs, job, *days)
+        if not result.success:
+            raise SystemExit(f"{job} failed (run {result.run_id})")
+        keys = sorted({e.event_specific_data.materialization.asset_key.to_user_string()
+                       for e in result.get_asset_materialization_events()})
+        print(f"    {job}: {', '.join(keys)} in {time.monotonic() - started:.1f}s")
+
+
+def show_fetches() -> None:
+    from feature_assets.online.quickstart import print_example_fetches
+    uri = os.environ["FEATURE_ASSETS_MONGO_URI"]
+    database = os.environ.get("FEATURE_ASSETS_MONGO_DATABASE", "feature_assets")
+    print("    now (the batch of 2023-11-30 serves SNAPSHOT features; TEMPORAL windows end now):")
+    print_example_fetches(uri, database)
+    print("    at 2023-12-01T00:00Z (--at-millis 1701388800000):")
+    print_example_fetches(uri, database, at_millis=1701388800000)
+
+
 def run(regenerate: bool = False) -> int:
     from feature_assets.services.local import local_services
     warehouse = default_root()
@@ -72,6 +98,10 @@ def run(regenerate: bool = False) -> int:
         compile_repo()
         step(f"Backfilling every asset for {START_DS}..{END_DS} through Dagster (local Spark)")
         assets = backfill_joins()
+        step(f"Uploading {END_DS} to the online store (MongoDB) and storing online metadata")
+        refresh_online_store()
+        step("Fetching features online, as `feature-assets fetch` does")
+        show_fetches()
     print(f"\nDone in {time.monotonic() - total:.0f}s. Tables (parquet, partitioned by ds) under {warehouse}:")
     for key in assets:
         print(f"    {key.replace('/', '.')}")

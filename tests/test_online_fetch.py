@@ -4,7 +4,6 @@ times after the batch end compared with the offline join (engine/join) for the s
 from __future__ import annotations
 
 import bisect
-import json
 import math
 
 import numpy as np

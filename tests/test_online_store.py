@@ -3,7 +3,6 @@ MongoDB-protocol server (SecantusDB over a socket)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -327,3 +326,25 @@ def test_store_outage_raises_unavailable():
     store = MongoKVStore.from_uri("mongodb://127.0.0.1:9/", "x", serverSelectionTimeoutMS=200)
     with pytest.raises(StoreUnavailable):
         Fetcher(store).fetch_group_by("quickstart/purchases.v1", {"user_id": "1"})
+
+
+def test_cli_metadata_upload_and_fetch(mongo_store, mongo_uri, monkeypatch, capsys):
+    from feature_assets.cli import main
+    monkeypatch.setenv("FEATURE_ASSETS_MONGO_URI", mongo_uri)
+    monkeypatch.setenv("FEATURE_ASSETS_MONGO_DATABASE", mongo_store.db.name)
+    rows, schema = snapshot_upload(purchases_events(), PURCHASES, "2023-11-25")
+    load_rows(mongo_store, PURCHASES, "2023-11-25", rows, schema)
+    rows, schema = temporal_upload(returns_events(), RETURNS, "2023-11-25")
+    load_rows(mongo_store, RETURNS, "2023-11-25", rows, schema)
+    assert main(["metadata-upload", "--conf", str(PRODUCTION / "joins/quickstart/training_set.v2")]) == 0
+    assert "conf/joins/quickstart.training_set.v2" in capsys.readouterr().out
+    at = str(end_of_day_millis("2023-11-26"))
+    assert main(["fetch", "--type", "join", "--name", "quickstart/training_set.v2", "-k", '{"user_id":"5"}',
+                 "--at-millis", at]) == 0
+    joined = json.loads(capsys.readouterr().out)
+    assert main(["fetch", "--type", "group-by", "--name", "quickstart/purchases.v1", "-k", '{"user_id":"5"}',
+                 "--at-millis", at]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert joined["values"]["quickstart_purchases_v1_purchase_price_sum_30d"] == alone["values"]["purchase_price_sum_30d"]
+    assert main(["fetch", "--type", "join", "--name", "quickstart/training_set.v2", "-k", '{"user":"5"}']) == 1
+    assert "missing key 'user_id'" in capsys.readouterr().out

@@ -34,13 +34,33 @@ def job_name(kind: str, name: str) -> str:
     return f"backfill_{kind}_{clean_name(name)}"
 
 
+ONLINE_UPLOAD_JOB = "upload_online"
+METADATA_UPLOAD_JOB = "upload_metadata"
+
+
+def online_jobs(online: list) -> list:
+    """Refreshing the online store: the daily upload+load of every online group-by, and the metadata."""
+    partitioned = [key for a in online if a.partitions_def is not None for key in a.keys]
+    unpartitioned = [key for a in online if a.partitions_def is None for key in a.keys]
+    jobs = []
+    if partitioned:
+        jobs.append(define_asset_job(ONLINE_UPLOAD_JOB, selection=AssetSelection.assets(*partitioned),
+                                     description="Upload every online group-by's day and load it into MongoDB"))
+    if unpartitioned:
+        jobs.append(define_asset_job(METADATA_UPLOAD_JOB, selection=AssetSelection.assets(*unpartitioned),
+                                     description="Store the compiled online configs in the metadata store"))
+    return jobs
+
+
 def build_definitions(repo: str | Path, start_date: str | None = None, resources: dict | None = None) -> Definitions:
     repo = Path(repo)
-    graph = build_graph(load_compiled(repo))
+    compiled = load_compiled(repo)
+    graph = build_graph(compiled)
     partitions_def = partitions_for(repo, start_date)
     assets = [build_asset(node, partitions_def, snapshot_table_name) for node in graph.values()]
-    assets += online_assets(load_compiled(repo), partitions_def) if resources is None or "mongo" in resources else []
-    jobs = []
+    online = online_assets(compiled, partitions_def) if resources is None or "mongo" in resources else []
+    assets += online
+    jobs = online_jobs(online)
     kinds = {GROUP_BY: "group_by", JOIN: "join", STAGING_QUERY: "staging_query"}
     for node in graph.values():
         if node.kind in kinds:

@@ -31,3 +31,12 @@ def run_backfill(defs: Definitions, folder_kind: str, name: str, start_ds: str, 
                                     run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
                                     raise_on_error=False)
     return result
+
+
+def run_job(defs: Definitions, name: str, start_ds: str | None = None, end_ds: str | None = None,
+            instance: DagsterInstance | None = None, log_level: str = "WARNING"):
+    """Run one job of the Definitions (for a partition range when given) in-process."""
+    tags = {RANGE_START_TAG: start_ds, RANGE_END_TAG: end_ds} if start_ds else {}
+    return defs.resolve_job_def(name).execute_in_process(
+        instance=instance or default_instance(), tags=tags,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}, raise_on_error=False)

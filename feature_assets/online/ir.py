@@ -28,7 +28,6 @@ import json
 import math
 from bisect import bisect_left, insort
 from dataclasses import dataclass
-from typing import Any
 
 COUNT_LIKE = frozenset({"COUNT", "UNIQUE_COUNT", "APPROX_UNIQUE_COUNT", "BOUNDED_UNIQUE_COUNT"})
 MOMENT_OPS = frozenset({"VARIANCE", "SKEW", "KURTOSIS"})
