@@ -81,9 +81,10 @@ def compute_join_part(warehouse: Warehouse, join: dict, part: dict, left: DataFr
     left_keys = [left_col for left_col, _ in pairs]
     gb_keys = [gb_key for _, gb_key in pairs]
     row_time = row_time_columns(left)
-    queries = left.select(*left_keys, *row_time).distinct()
+    queries = left.select(*left_keys, *row_time)
     base = group_by_value_columns(group_by)
     if uses_snapshot_table(join, part):
+        queries = queries.distinct()
         offset = snapshot_offset(join)
         if read_snapshot is None:  # no stored daily table at hand: compute it for the days needed
             from feature_assets.engine.group_by import snapshot_backfill
@@ -100,6 +101,7 @@ def compute_join_part(warehouse: Warehouse, join: dict, part: dict, left: DataFr
         specs = agg_specs(group_by)
         events_start = events_start_for(shift_ds(start_ds, -1), max_window_millis(specs))
         events = read_group_by_sources(warehouse, group_by, events_start, end_ds)
+        # The kernel drops duplicate query rows itself, saving a shuffle for `distinct`.
         features = windowed_features(events, queries, left_keys, specs, event_keys=gb_keys)
     features = apply_derivations(features, group_by.get("derivations") or [], base, keep=left_keys + row_time)
     prefix = part_feature_prefix(part)

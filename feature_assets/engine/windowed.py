@@ -43,7 +43,9 @@ def windowed_features(events: DataFrame, queries: DataFrame, keys: list[str], sp
     def run_bucket(query_rows: pd.DataFrame, event_rows: pd.DataFrame) -> pd.DataFrame:
         if query_rows.empty:
             return pd.DataFrame({f.name: pd.Series(dtype=object) for f in out_schema.fields})
-        result = compute_features(event_rows, query_rows[query_columns], keys, specs, integral)
+        # One result per distinct query row: callers may send duplicates (the same keys and ts twice).
+        query_rows = query_rows[query_columns].drop_duplicates(ignore_index=True)
+        result = compute_features(event_rows, query_rows, keys, specs, integral)
         return result[[f.name for f in out_schema.fields]]
 
     return (queries.withColumn(BUCKET, key_hash()).groupBy(BUCKET)
