@@ -2,9 +2,13 @@
 
 Each bucket holds all events and query rows of its keys, so no event or query data reaches the driver.
 A bucket is one pandas call: the kernel works on all its keys at once with numpy, which is far cheaper
-than one Python call per key. Skew: a hot key's events stay in one bucket (bounded by that key's events
-within the range read); the number of buckets follows `spark.sql.shuffle.partitions`, so raising it spreads
-the other keys away from hot ones.
+than one Python call per key. The number of buckets follows `spark.sql.shuffle.partitions`.
+
+Skew: keys with more than `feature_assets.skew.hotKeyEvents` events in the range read (default 200,000)
+are split by time when every aggregation has a window: query rows go to the time slice of their ts
+(slices as long as the longest window), and each event is copied to the slices whose queries can see
+it (its own and the next). A task then holds at most two windows' worth of a hot key's events, whatever
+that key's total history. Unwindowed aggregations need all history, so their hot keys are not split.
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from feature_assets.engine.specs import is_integral, output_type
 from feature_assets.engine.window_kernel import AggSpec, compute_features
 
 BUCKET = "__bucket"
+SLICE = "__slice"
+HOT_KEY_EVENTS_CONF = "feature_assets.skew.hotKeyEvents"
+DEFAULT_HOT_KEY_EVENTS = 200_000
 
 
 def bucket_count(frame: DataFrame) -> int:
@@ -37,8 +44,10 @@ def windowed_features(events: DataFrame, queries: DataFrame, keys: list[str], sp
     out_schema = T.StructType(list(queries.schema.fields) + [
         T.StructField(s.column_name, output_type(s, input_types[s.input_column]), True) for s in specs])
     buckets = bucket_count(queries)
-    key_hash = lambda: F.pmod(F.xxhash64(*[F.col(k) for k in keys]), F.lit(buckets))
+    key_hash = lambda: F.pmod(F.xxhash64(*[F.col(k) for k in keys]), F.lit(buckets))  # noqa: E731
     query_columns = queries.columns
+    queries, events = _slice_hot_keys(queries.withColumn(BUCKET, key_hash()), events.withColumn(BUCKET, key_hash()),
+                                      keys, specs)
 
     def run_bucket(query_rows: pd.DataFrame, event_rows: pd.DataFrame) -> pd.DataFrame:
         if query_rows.empty:
@@ -48,6 +57,27 @@ def windowed_features(events: DataFrame, queries: DataFrame, keys: list[str], sp
         result = compute_features(event_rows, query_rows, keys, specs, integral)
         return result[[f.name for f in out_schema.fields]]
 
-    return (queries.withColumn(BUCKET, key_hash()).groupBy(BUCKET)
-            .cogroup(events.withColumn(BUCKET, key_hash()).groupBy(BUCKET))
-            .applyInPandas(lambda q, e: run_bucket(q.drop(columns=[BUCKET]), e.drop(columns=[BUCKET])), out_schema))
+    return (queries.groupBy(BUCKET, SLICE).cogroup(events.groupBy(BUCKET, SLICE))
+            .applyInPandas(lambda q, e: run_bucket(q.drop(columns=[BUCKET, SLICE]), e.drop(columns=[BUCKET, SLICE])),
+                           out_schema))
+
+
+def _slice_hot_keys(queries: DataFrame, events: DataFrame, keys: list[str], specs: list[AggSpec]):
+    """Add the time slice column: -1 for ordinary keys, the ts slice for hot keys (see the module doc)."""
+    windows = [s.window_millis for s in specs]
+    if not windows or any(w is None for w in windows):
+        return queries.withColumn(SLICE, F.lit(-1).cast("long")), events.withColumn(SLICE, F.lit(-1).cast("long"))
+    span = max(windows)
+    threshold = int(events.sparkSession.conf.get(HOT_KEY_EVENTS_CONF, str(DEFAULT_HOT_KEY_EVENTS)))
+    hot = (events.groupBy(*keys).count().where(F.col("count") > threshold).select(*keys)
+           .withColumn("__hot", F.lit(True)))
+    hot = F.broadcast(hot)
+    queries = queries.join(hot, keys, "left")
+    queries = queries.withColumn(SLICE, F.when(F.col("__hot"), F.floor(F.col("ts") / span)).otherwise(-1)
+                                 .cast("long")).drop("__hot")
+    # A query at t sees events in [t - span, t): an event belongs to its own slice and the next one.
+    events = events.join(hot, keys, "left")
+    own = F.floor(F.col("ts") / span).cast("long")
+    events = events.withColumn(SLICE, F.explode(F.when(F.col("__hot"), F.array(own, own + 1))
+                                                .otherwise(F.array(F.lit(-1).cast("long"))))).drop("__hot")
+    return queries, events
