@@ -10,8 +10,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 STAMP=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$STAMP" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-  .venv/bin/python -m pip install --quiet -e '.[local,dev]'
+  echo "Installing the project into .venv (log: .venv/pip-install.log) ..."
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[local,dev]'; } \
+      > .venv/pip-install.log 2>&1; then
+    tail -n 30 .venv/pip-install.log >&2
+    echo "pip install failed; see .venv/pip-install.log" >&2
+    exit 1
+  fi
   rm -f .venv/.installed-* && touch "$STAMP"
 fi
 if ! command -v java >/dev/null 2>&1; then

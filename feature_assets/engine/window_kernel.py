@@ -191,6 +191,55 @@ def _python_values(values: np.ndarray) -> list:
     return values.tolist()
 
 
+@dataclass
+class ListColumn:
+    """A column of lists kept flat (values + offsets + nulls): Arrow takes it without a Python loop."""
+    values: np.ndarray
+    offsets: np.ndarray  # len(rows) + 1
+    null: np.ndarray
+
+    @classmethod
+    def gather(cls, source: np.ndarray, starts: np.ndarray, lengths: np.ndarray, step: int, null: np.ndarray):
+        """Row i holds source[starts[i] + step * j] for j < lengths[i] (step -1 walks backwards)."""
+        lengths = np.where(null, 0, lengths).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
+        index = np.repeat(starts, lengths) + step * within
+        return cls(source[index] if len(index) else source[:0], offsets, null.copy())
+
+    @classmethod
+    def from_matrix(cls, matrix: np.ndarray | None, rows: np.ndarray, lengths: np.ndarray, total_rows: int):
+        """Rows `rows` take the first `lengths` entries of their matrix row; every other row is null."""
+        null = np.ones(total_rows, dtype=bool)
+        null[rows] = False
+        all_lengths = np.zeros(total_rows, dtype=np.int64)
+        all_lengths[rows] = lengths
+        offsets = np.concatenate([[0], np.cumsum(all_lengths)])
+        if matrix is None or not len(rows):
+            return cls(np.zeros(0), offsets, null)
+        keep = np.arange(matrix.shape[1])[None, :] < np.asarray(lengths)[:, None]
+        return cls(matrix[keep], offsets, null)
+
+    def with_nulls(self, extra: np.ndarray) -> "ListColumn":
+        return ListColumn(self.values, self.offsets, self.null | extra)
+
+    def __getitem__(self, row: int):
+        return None if self.null[row] else self.values[self.offsets[row]:self.offsets[row + 1]].tolist()
+
+    def to_objects(self) -> np.ndarray:
+        out = np.empty(len(self.null), dtype=object)
+        flat = self.values.tolist()
+        for row in range(len(self.null)):
+            out[row] = None if self.null[row] else flat[self.offsets[row]:self.offsets[row + 1]]
+        return out
+
+    def to_arrow(self, arrow_type):
+        import pyarrow as pa
+        values = pa.array(self.values, type=arrow_type.value_type, from_pandas=True)
+        return pa.ListArray.from_arrays(pa.array(self.offsets, type=pa.int32()), values, type=arrow_type,
+                                        mask=pa.array(self.null))
+
+
 def compute_spec(column: SortedColumn, spec: AggSpec, lo: np.ndarray, hi: np.ndarray):
     """One feature column for all query rows, as a pandas-compatible array (nulls where empty)."""
     op = spec.operation
@@ -223,13 +272,10 @@ def compute_spec(column: SortedColumn, spec: AggSpec, lo: np.ndarray, hi: np.nda
         picked = column.values[np.minimum(index, max(len(column) - 1, 0))] if len(column) else np.zeros(len(lo))
         return _typed(column, picked, empty)
     if op in ("FIRST_K", "LAST_K"):
-        k = spec.k
-        values = column.values
+        lengths = np.minimum(count, spec.k)
         if op == "FIRST_K":
-            slices = (values[a:min(a + k, b)] for a, b in zip(lo, hi))
-        else:
-            slices = (values[max(a, b - k):b][::-1] for a, b in zip(lo, hi))
-        return _object_column((_python_values(s) for s in slices), empty)
+            return ListColumn.gather(column.values, lo, lengths, 1, empty)
+        return ListColumn.gather(column.values, hi - 1, lengths, -1, empty)
     return _per_row(column, spec, lo, hi, empty)
 
 
@@ -300,9 +346,7 @@ def _per_row(column: SortedColumn, spec: AggSpec, lo, hi, empty):
         a, b, n = lo[rows], hi[rows], count[rows]
         ranks = [np.minimum(j, n - 1) if op == "BOTTOM_K" else np.maximum(n - 1 - j, 0) for j in range(k)]
         picked = np.stack([_as_python_ready(column, column.kth_values(a, b, r)) for r in ranks], axis=1) if len(rows) else None
-        for index, row in enumerate(rows):
-            out[row] = picked[index, :min(k, n[index])].tolist()
-        return out
+        return ListColumn.from_matrix(picked, rows, np.minimum(k, n), len(lo))
     if op == "APPROX_PERCENTILE":
         fractions = json.loads(spec.args["percentiles"])
         a, b, n = lo[rows], hi[rows], count[rows]
@@ -310,9 +354,7 @@ def _per_row(column: SortedColumn, spec: AggSpec, lo, hi, empty):
         columns = [column.kth_values(a, b, np.maximum(np.ceil(p * n - 1e-9).astype(np.int64), 1) - 1).astype(np.float64)
                    for p in fractions]
         picked = np.stack(columns, axis=1) if len(rows) else None
-        for index, row in enumerate(rows):
-            out[row] = picked[index].tolist()
-        return out
+        return ListColumn.from_matrix(picked, rows, np.full(len(rows), len(fractions)), len(lo))
     values = column.values
     for row in rows:
         if op == "HISTOGRAM":
@@ -329,6 +371,18 @@ def _as_python_ready(column: SortedColumn, values: np.ndarray) -> np.ndarray:
 
 def compute_features(events: pd.DataFrame, queries: pd.DataFrame, keys: list[str], specs: list[AggSpec],
                      integral_inputs: frozenset[str] = frozenset(), event_keys: list[str] | None = None) -> pd.DataFrame:
+    """`queries` (keys and `ts`, the query time) with one column per spec appended (lists as Python lists)."""
+    features = compute_feature_columns(events, queries, keys, specs, integral_inputs, event_keys)
+    features = {name: (values.to_objects() if isinstance(values, ListColumn) else values)
+                for name, values in features.items()}
+    # One concat rather than many inserts: pandas fragments a frame that grows column by column.
+    return pd.concat([queries.reset_index(drop=True), pd.DataFrame(features)], axis=1).set_axis(
+        list(queries.columns) + list(features), axis=1).set_index(queries.index)
+
+
+def compute_feature_columns(events: pd.DataFrame, queries: pd.DataFrame, keys: list[str], specs: list[AggSpec],
+                            integral_inputs: frozenset[str] = frozenset(), event_keys: list[str] | None = None
+                            ) -> dict[str, object]:
     """`queries` (keys and `ts`, the query time) with one column per spec appended.
 
     `events` holds `event_keys` (default: `keys`), `ts` and the input columns.
@@ -377,6 +431,8 @@ def compute_features(events: pd.DataFrame, queries: pd.DataFrame, keys: list[str
         values = columns[spec.column_name]
         if spec.operation in COUNT_LIKE and spec.bucket is None:
             values = _nullable_int(np.asarray(values, dtype=np.int64), null_query)
+        elif isinstance(values, ListColumn):
+            values = values.with_nulls(null_query)
         elif isinstance(values, np.ndarray) and values.dtype == object:
             values = values.copy()
             values[null_query] = None
@@ -386,9 +442,7 @@ def compute_features(events: pd.DataFrame, queries: pd.DataFrame, keys: list[str
         else:
             values = np.where(null_query, np.nan, values)
         features[spec.column_name] = values
-    # One concat rather than many inserts: pandas fragments a frame that grows column by column.
-    return pd.concat([queries.reset_index(drop=True), pd.DataFrame(features)], axis=1).set_axis(
-        list(queries.columns) + list(features), axis=1).set_index(queries.index)
+    return features
 
 
 def _group_specs(specs: list[AggSpec]) -> dict[tuple[str, str | None], list[AggSpec]]:
@@ -406,6 +460,7 @@ def _bucket_maps(per_bucket: dict, column_name: str, rows: int) -> np.ndarray:
             values, counts = computed[column_name]
             if counts[row] > 0:
                 value = values[row]
-                entry[bucket_value] = None if value is pd.NA else (value.item() if hasattr(value, "item") else value)
+                entry[bucket_value] = (None if value is pd.NA or value is None
+                                       else value.item() if hasattr(value, "item") else value)
         out[row] = entry or None
     return out

@@ -12,13 +12,16 @@ that key's total history. Unwindowed aggregations need all history, so their hot
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from feature_assets.engine.specs import is_integral, output_type
-from feature_assets.engine.window_kernel import AggSpec, compute_features
+from feature_assets.engine.window_kernel import AggSpec, ListColumn, compute_feature_columns
 
 BUCKET = "__bucket"
 SLICE = "__slice"
@@ -49,17 +52,35 @@ def windowed_features(events: DataFrame, queries: DataFrame, keys: list[str], sp
     queries, events = _slice_hot_keys(queries.withColumn(BUCKET, key_hash()), events.withColumn(BUCKET, key_hash()),
                                       keys, specs)
 
-    def run_bucket(query_rows: pd.DataFrame, event_rows: pd.DataFrame) -> pd.DataFrame:
-        if query_rows.empty:
-            return pd.DataFrame({f.name: pd.Series(dtype=object) for f in out_schema.fields})
+    arrow_schema = to_arrow_schema(out_schema)
+
+    def run_bucket(query_table: pa.Table, event_table: pa.Table) -> pa.Table:
+        # Arrow in and out: list-valued features go to Arrow as flat arrays, without a per-row Python loop.
+        if query_table.num_rows == 0:
+            return arrow_schema.empty_table()
+        query_rows = query_table.select(query_columns).to_pandas()
         # One result per distinct query row: callers may send duplicates (the same keys and ts twice).
-        query_rows = query_rows[query_columns].drop_duplicates(ignore_index=True)
-        result = compute_features(event_rows, query_rows, keys, specs, integral)
-        return result[[f.name for f in out_schema.fields]]
+        query_rows = query_rows.drop_duplicates(ignore_index=True)
+        event_rows = event_table.drop_columns([BUCKET, SLICE]).to_pandas()
+        features = compute_feature_columns(event_rows, query_rows, keys, specs, integral)
+        arrays = [pa.Array.from_pandas(query_rows[name], type=arrow_schema.field(name).type)
+                  for name in query_columns]
+        arrays += [to_arrow(features[spec.column_name], arrow_schema.field(spec.column_name).type) for spec in specs]
+        return pa.Table.from_arrays(arrays, schema=arrow_schema)
 
     return (queries.groupBy(BUCKET, SLICE).cogroup(events.groupBy(BUCKET, SLICE))
-            .applyInPandas(lambda q, e: run_bucket(q.drop(columns=[BUCKET, SLICE]), e.drop(columns=[BUCKET, SLICE])),
-                           out_schema))
+            .applyInArrow(run_bucket, out_schema))
+
+
+def to_arrow(values, arrow_type):
+    """One kernel output column as an Arrow array of the Spark output type."""
+    if isinstance(values, ListColumn):
+        return values.to_arrow(arrow_type)
+    if isinstance(values, pd.arrays.IntegerArray):
+        return pa.array(values.to_numpy(dtype="int64", na_value=0), type=arrow_type, mask=values.isna())
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return pa.array(values, type=arrow_type, from_pandas=True)
+    return pa.array(list(values), type=arrow_type, from_pandas=True)
 
 
 def _slice_hot_keys(queries: DataFrame, events: DataFrame, keys: list[str], specs: list[AggSpec]):
