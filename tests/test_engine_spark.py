@@ -256,6 +256,15 @@ def oracle_records(frame: pd.DataFrame, key_of) -> dict:
     return out
 
 
+def checked_part_columns(output, gb: dict, prefix: str) -> dict:
+    """Output column -> (oracle column, spec) of one join part, after checking its Spark types."""
+    if not gb.get("aggregations"):
+        return {prefix + c: (c, ("LAST", "?", False)) for c in output_column_names(gb)}
+    specs = column_specs(gb)
+    check_schema(output, specs, prefix)
+    return {prefix + c: (c, specs[c]) for c in specs}
+
+
 def norm(v):
     """A plain python value from a pandas cell (NaN/NA -> None, numpy scalars unwrapped)."""
     if v is None or v is pd.NA:
@@ -492,12 +501,7 @@ def test_entity_left_join(warehouse, seed, key_type):
         expected = naive_join_part(left, oracle_group_by(gb), tables, left_is_entity=True)
         expected = pd.concat([left[keys + ["ds"]], expected], axis=1)
         oracle = oracle_records(expected, key_of)
-        if gb.get("aggregations"):
-            specs = column_specs(gb)
-            check_schema(output, specs, prefix)
-            columns = {prefix + c: (c, specs[c]) for c in specs}
-        else:
-            columns = {prefix + c: (c, ("LAST", "?", False)) for c in output_column_names(gb)}
+        columns = checked_part_columns(output, gb, prefix)
         compare_rows(engine, oracle, columns, f"entity-left part {prefix}")
 
 
@@ -594,12 +598,7 @@ def test_quickstart_training_set(warehouse, quickstart_compiled):
         expected = naive_join_part(left, gb, tables)
         expected.insert(0, "request_id", left["request_id"].tolist())
         oracle = oracle_records(expected, lambda r: r["request_id"])
-        if gb.get("aggregations"):
-            specs = column_specs(gb)
-            check_schema(output, specs, prefix)
-            columns = {prefix + c: (c, specs[c]) for c in specs}
-        else:
-            columns = {prefix + c: (c, ("LAST", "?", False)) for c in output_column_names(gb)}
+        columns = checked_part_columns(output, gb, prefix)
         compare_rows(engine, oracle, columns, f"quickstart part {prefix}")
     assert output.columns == expected_columns + ["ds"]
     # the data is not degenerate: features are present for most rows

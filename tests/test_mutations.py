@@ -58,14 +58,7 @@ def make_join(name, left_table, left_selects, group_by, key_mapping=None, prefix
 # ------------------------------------------------------------------------------------------------
 
 
-def norm(v):
-    if v is None or v is pd.NA:
-        return None
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if hasattr(v, "item") and not isinstance(v, (list, dict)):
-        return v.item()
-    return v
+from test_engine_spark import norm  # noqa: E402  (one definition of "a plain python value")
 
 
 def same(got, want):
