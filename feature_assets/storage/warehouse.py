@@ -141,10 +141,25 @@ class Warehouse:
          .parquet(self.table_path(table)))
         written = set(self.partitions(table))
         empty_days = [ds for ds in date_range(start_ds, end_ds) if ds not in written]
-        data_schema = StructType([f for f in frame.schema.fields if f.name != PARTITION_COLUMN])
-        for ds in empty_days:
-            self.spark.createDataFrame([], data_schema).coalesce(1).write.mode("overwrite").parquet(
-                self.partition_path(table, ds))
+        if empty_days:
+            data_schema = StructType([f for f in frame.schema.fields if f.name != PARTITION_COLUMN])
+            self._write_empty_partitions(table, data_schema, empty_days)
+
+    def _write_empty_partitions(self, table: str, schema: StructType, days: list[str]) -> None:
+        """One Spark write of an empty file with the schema, then a file-system copy per empty day."""
+        template = f"{self.table_path(table)}/_empty_template"
+        self.spark.createDataFrame([], schema).coalesce(1).write.mode("overwrite").parquet(template)
+        fs, template_path = self._fs(template)
+        files = [s.getPath() for s in fs.listStatus(template_path) if s.getPath().getName().endswith(".parquet")]
+        jvm = self.spark._jvm
+        conf = self.spark._jsc.hadoopConfiguration()
+        for ds in days:
+            _, target = self._fs(self.partition_path(table, ds))
+            fs.mkdirs(target)
+            for source in files:
+                jvm.org.apache.hadoop.fs.FileUtil.copy(fs, source, fs, jvm.org.apache.hadoop.fs.Path(
+                    target, source.getName()), False, conf)
+        fs.delete(template_path, True)
 
     def drop_partitions(self, table: str, days: list[str]) -> None:
         for ds in days:
