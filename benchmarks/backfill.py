@@ -35,6 +35,9 @@ OPERATIONS = [("SUM", {}), ("COUNT", {}), ("AVERAGE", {}), ("MAX", {}), ("LAST_K
               ("APPROX_PERCENTILE", {"percentiles": "[0.5, 0.9, 0.99]", "k": "200"})]
 
 
+UNWINDOWED_LAST_K = True  # --all-windowed makes LAST_K use the windows too (hot keys are then time-sliced)
+
+
 def group_by(name: str, table: str, column: str) -> dict:
     return {
         "metaData": {"name": f"bench.{name}.v1", "outputNamespace": "default", "team": "bench", "online": False},
@@ -43,7 +46,8 @@ def group_by(name: str, table: str, column: str) -> dict:
                                           "timeColumn": "ts", "startPartition": None}}}],
         "keyColumns": ["user_id"], "accuracy": "TEMPORAL", "derivations": [],
         "aggregations": [{"inputColumn": column, "operation": op, "argMap": args,
-                          "windows": [] if op == "LAST_K" else WINDOWS, "buckets": []} for op, args in OPERATIONS],
+                          "windows": [] if op == "LAST_K" and UNWINDOWED_LAST_K else WINDOWS, "buckets": []}
+                         for op, args in OPERATIONS],
     }
 
 
@@ -144,7 +148,11 @@ def main(argv=None) -> int:
     parser.add_argument("--driver-memory", default="3g")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--repeat", type=int, default=2, help="runs of each full-scale measurement (best is kept)")
+    parser.add_argument("--all-windowed", action="store_true",
+                        help="LAST_K over the windows too, so hot keys are split into time slices")
     args = parser.parse_args(argv)
+    global UNWINDOWED_LAST_K
+    UNWINDOWED_LAST_K = not args.all_windowed
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from feature_assets.resources.spark import SparkResource
