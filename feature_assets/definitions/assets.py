@@ -207,10 +207,10 @@ def _join_part_asset(node: Node, partitions_def, snapshot_table_of):
         reader = lambda group_by, s, e: store.read(snapshot_table_of(group_by), s, e)  # noqa: E731
         frame, stats = compute_needed_join_part(store, join, part, enriched, start, end, reader)
         store.write_partitions(frame, node.table, start, end)
-        left_rows = enriched.count()
         return written_result(store, node, start, end, started, expected, {
-            "left_rows": left_rows, "rows_computed": stats["rows_computed"],
-            "rows_from_bootstrap": left_rows - stats["rows_computed"], "days_computed": stats["days_computed"]})
+            "left_rows": stats["left_rows"], "rows_computed": stats["rows_computed"],
+            "rows_from_bootstrap": stats["left_rows"] - stats["rows_computed"],
+            "days_computed": stats["days_computed"]})
 
     return join_part
 

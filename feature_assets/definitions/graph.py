@@ -6,7 +6,6 @@ Dagster's partition mappings can say which upstream days a day depends on.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -15,12 +14,12 @@ from feature_assets.engine.bootstrap import bootstrap_sources
 from feature_assets.engine.join import part_name, snapshot_offset, uses_snapshot_table
 from feature_assets.engine.mutations import uses_mutations
 from feature_assets.engine.sources import MILLIS_PER_DAY, source_table
+from feature_assets.engine.staging_query import referenced_tables
 from feature_assets.engine.specs import agg_specs, max_window_millis
 from feature_assets.storage import qualified
 
 SOURCE, STAGING_QUERY, GROUP_BY, BOOTSTRAP, JOIN_PART, JOIN = (
     "source", "staging_query", "group_by", "bootstrap", "join_part", "join")
-SQL_TABLE = re.compile(r"\b(?:from|join)\s+`?([A-Za-z_][\w]*\.[A-Za-z_][\w]*)`?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def build_graph(compiled: dict[str, dict[str, dict]]) -> dict[str, Node]:
 
     for name, staging_query in compiled.get("staging_queries", {}).items():
         table = table_of(staging_query["metaData"]["outputNamespace"], name)
-        upstream = [Edge(qualified(t), 0, 0, "read by SQL") for t in sorted(set(SQL_TABLE.findall(staging_query["query"])))]
+        upstream = [Edge(qualified(t), 0, 0, "read by SQL") for t in referenced_tables(staging_query["query"])]
         nodes[table] = Node(table, STAGING_QUERY, staging_query["metaData"]["team"], staging_query, upstream=upstream)
 
     def add_group_by(group_by: dict) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from feature_assets.compiler.columns import clean_name, external_part_columns, join_part_columns, table_of
+from feature_assets.compiler.columns import external_part_columns, join_part_columns, table_of
 from feature_assets.storage import TableNotFound, Warehouse
 
 MATCH_PREFIX = "_bootstrap_matched_"
@@ -144,17 +144,3 @@ def enrich_left(warehouse: Warehouse, join: dict, left: DataFrame, start_ds: str
         enriched = enriched.withColumn(coverage_column(join, part), covered)
     enriched = enriched.drop(*[m for m, _ in match_columns])
     return enriched, {"provided_by": provided_by}
-
-
-def bootstrap_value_columns(frame: DataFrame, join: dict) -> list[str]:
-    wanted = set(feature_columns(join))
-    return [c for c in frame.columns if c in wanted]
-
-
-def left_columns_of(frame: DataFrame, join: dict) -> list[str]:
-    wanted = set(feature_columns(join))
-    return [c for c in frame.columns if c not in wanted and not c.startswith(COVERED_PREFIX)]
-
-
-def clean_join_name(join: dict) -> str:
-    return clean_name(join["metaData"]["name"])

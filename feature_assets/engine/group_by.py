@@ -92,7 +92,3 @@ def _entity_snapshot(warehouse: Warehouse, group_by: dict, start_ds: str, end_ds
     events = rows.withColumn("ts", end_of_day_millis() - 1)
     queries = rows.select(*keys, "ds").distinct().withColumn("ts", end_of_day_millis())
     return windowed_features(events, queries, keys + ["ds"], specs).drop("ts")
-
-
-def previous_day_range(start_ds: str, end_ds: str) -> tuple[str, str]:
-    return shift_ds(start_ds, -1), shift_ds(end_ds, -1)

@@ -178,10 +178,13 @@ def compute_needed_join_part(warehouse: Warehouse, join: dict, part: dict, enric
     """
     from feature_assets.engine.bootstrap import coverage_column
     covered = coverage_column(join, part)
-    needed = enriched.where(~F.col(covered)) if covered in enriched.columns else enriched
-    day_counts = {row["ds"]: row["count"] for row in needed.groupBy("ds").count().collect()}
+    is_covered = F.col(covered) if covered in enriched.columns else F.lit(False)
+    needed = enriched.where(~is_covered)
+    counts = enriched.groupBy("ds", is_covered.alias("covered")).count().collect()
+    day_counts = {row["ds"]: row["count"] for row in counts if not row["covered"]}
     runs = _consecutive_runs(sorted(day_counts))
-    stats = {"rows_computed": sum(day_counts.values()), "days_computed": len(day_counts)}
+    stats = {"left_rows": sum(row["count"] for row in counts), "rows_computed": sum(day_counts.values()),
+             "days_computed": len(day_counts)}
     if not runs:
         keys = [left_col for left_col, _ in part_key_columns(part)]
         return enriched.select(*keys, *row_time_columns(enriched), *join_part_columns(part)).limit(0), stats

@@ -187,10 +187,6 @@ def _object_column(items: Iterable, null: np.ndarray) -> np.ndarray:
     return out
 
 
-def _python_values(values: np.ndarray) -> list:
-    return values.tolist()
-
-
 @dataclass
 class ListColumn:
     """A column of lists kept flat (values + offsets + nulls): Arrow takes it without a Python loop."""

@@ -113,25 +113,25 @@ def _encode(out: bytearray, value: Any) -> None:
         raise CodecError(f"cannot encode a {type(value).__name__}")
 
 
+def _encode_packed(out: bytearray, tag: int, typecode: str, values) -> None:
+    """A homogeneous numeric list as one little-endian array: tag, count, then the raw values."""
+    out.append(tag)
+    _varint(out, len(values))
+    packed = array(typecode, values)
+    if not _LITTLE:
+        packed.byteswap()
+    out += packed.tobytes()
+
+
 def _encode_list(out: bytearray, values) -> None:
     n = len(values)
     if n >= 4:
         kinds = {type(v) for v in values}
         if kinds == {int} and all(_INT64_MIN <= v <= _INT64_MAX for v in values):
-            out.append(_I64S)
-            _varint(out, n)
-            packed = array("q", values)
-            if not _LITTLE:
-                packed.byteswap()
-            out += packed.tobytes()
+            _encode_packed(out, _I64S, "q", values)
             return
         if kinds == {float}:
-            out.append(_F64S)
-            _varint(out, n)
-            packed = array("d", values)
-            if not _LITTLE:
-                packed.byteswap()
-            out += packed.tobytes()
+            _encode_packed(out, _F64S, "d", values)
             return
     out.append(_LIST)
     _varint(out, n)

@@ -321,11 +321,27 @@ class Moments(Operation):
         return ir[0] == 0
 
 
-class ApproxUnique(Operation):
-    """APPROX_UNIQUE_COUNT: a CPC sketch (None until the first value, to keep empty IRs small)."""
+class SketchOperation(Operation):
+    """An IR that is a datasketches sketch, None until the first value (keeps empty IRs small)."""
+    sketch_class_name = ""
 
     def init(self):
         return None
+
+    def is_empty(self, ir) -> bool:
+        return ir is None
+
+    def to_wire(self, ir):
+        return None if ir is None else ir.serialize()
+
+    def from_wire(self, wire):
+        import datasketches
+        return None if wire is None else getattr(datasketches, self.sketch_class_name).deserialize(wire)
+
+
+class ApproxUnique(SketchOperation):
+    """APPROX_UNIQUE_COUNT: a CPC sketch."""
+    sketch_class_name = "cpc_sketch"
 
     def update(self, ir, value, ts):
         from datasketches import cpc_sketch
@@ -346,22 +362,10 @@ class ApproxUnique(Operation):
     def finalize(self, ir):
         return 0 if ir is None else int(round(ir.get_estimate()))
 
-    def is_empty(self, ir) -> bool:
-        return ir is None
 
-    def to_wire(self, ir):
-        return None if ir is None else ir.serialize()
-
-    def from_wire(self, wire):
-        from datasketches import cpc_sketch
-        return None if wire is None else cpc_sketch.deserialize(wire)
-
-
-class ApproxPercentile(Operation):
+class ApproxPercentile(SketchOperation):
     """APPROX_PERCENTILE: a KLL doubles sketch; finalizes to the argMap's percentiles."""
-
-    def init(self):
-        return None
+    sketch_class_name = "kll_doubles_sketch"
 
     @property
     def percentiles(self) -> list[float]:
@@ -387,16 +391,6 @@ class ApproxPercentile(Operation):
             values = sorted(item for item, weight in ir for _ in range(weight))
             return nearest_ranks(values, self.percentiles)
         return [float(ir.get_quantile(p)) for p in self.percentiles]
-
-    def is_empty(self, ir) -> bool:
-        return ir is None
-
-    def to_wire(self, ir):
-        return None if ir is None else ir.serialize()
-
-    def from_wire(self, wire):
-        from datasketches import kll_doubles_sketch
-        return None if wire is None else kll_doubles_sketch.deserialize(wire)
 
 
 _CLASSES = {"COUNT": Count, "SUM": Sum, "AVERAGE": Average, "MIN": Extreme, "MAX": Extreme, "FIRST": Edge,
