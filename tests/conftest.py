@@ -19,7 +19,8 @@ QUICKSTART = PROJECT_ROOT / "quickstart"
 @pytest.fixture(scope="session")
 def spark():
     from feature_assets.resources.spark import SparkResource
-    session = SparkResource(conf={"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"}).get_session()
+    session = SparkResource(conf={"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2",
+                                   "spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled": "false"}).get_session()
     session.sparkContext.setLogLevel("ERROR")
     yield session
 

@@ -691,36 +691,21 @@ def test_staging_query_range(warehouse):
 
 
 @pytest.mark.spark
-def test_hot_keys_split_by_time_give_the_same_features(spark, warehouse, tmp_path):
-    """With every key 'hot', keys are split into time slices; results must equal the oracle's."""
-    from feature_assets.engine.windowed import HOT_KEY_EVENTS_CONF
-    from feature_assets.datagen.random_events import random_event_case
-    from feature_assets.engine.join import assemble_join, compute_join_part, read_left
-    case = random_event_case(7, key_type="string")
-    case.write(warehouse.root, namespace="rnd")
-    windows = [{"length": 1, "timeUnit": "HOURS"}, {"length": 2, "timeUnit": "DAYS"}]
-    aggregations = [{"inputColumn": "value_long", "operation": op, "argMap": args, "windows": windows, "buckets": []}
-                    for op, args in (("SUM", {}), ("COUNT", {}), ("LAST_K", {"k": "3"}), ("MAX", {}))]
-    group_by = {"metaData": {"name": "rnd.hot.v1", "outputNamespace": "default", "team": "rnd"},
-                "sources": [{"events": {"table": "rnd.events", "topic": "t", "query": {
-                    "selects": {"key": "key", "value_long": "value_long"}, "wheres": [], "timeColumn": "ts",
-                    "startPartition": None}}}],
-                "keyColumns": ["key"], "aggregations": aggregations, "accuracy": "TEMPORAL", "derivations": []}
-    join = {"metaData": {"name": "rnd.hot_join.v1", "outputNamespace": "default", "team": "rnd"},
-            "left": {"events": {"table": "rnd.left", "query": {"selects": {"key": "key", "row_id": "row_id"},
-                                                               "wheres": [], "timeColumn": "ts", "startPartition": None}}},
-            "joinParts": [{"groupBy": group_by, "keyMapping": {}, "prefix": None}], "rowIds": ["row_id"],
-            "bootstrapParts": [], "bootstrapFromLog": False, "onlineExternalParts": [], "derivations": []}
-    spark.conf.set(HOT_KEY_EVENTS_CONF, "0")
+@pytest.mark.parametrize("threshold,windows", [("0", [HOUR, DAY2]), ("12", [HOUR, DAY1]), ("0", [])],
+                         ids=["all-hot", "some-hot", "all-hot-unwindowed-only"])
+def test_hot_keys_split_by_time_give_the_same_features(spark, warehouse, threshold, windows):
+    """Keys over the threshold are split into time slices, with heads for the unwindowed aggregations;
+    every operation (windowed, unwindowed, bucketed) must still equal the oracle."""
+    from feature_assets.engine.hot_keys import HOT_KEY_EVENTS_CONF
+    case = random_case(warehouse, 717, "string", n_events=900, n_left=150)
+    keys = case.key_columns
+    aggregations = full_aggregations(windows or [DAY1])
+    if not windows:
+        aggregations = [a for a in aggregations if not a["windows"]]
+    gb = event_group_by("rnd.hot", keys, aggregations)
+    join = make_join("rnd.join_hot", event_left({**{k: k for k in keys}, "row_id": "row_id"}), [join_part(gb)])
+    spark.conf.set(HOT_KEY_EVENTS_CONF, threshold)
     try:
-        left = read_left(warehouse, join, case.start_ds, case.end_ds)
-        part = compute_join_part(warehouse, join, join["joinParts"][0], left, case.start_ds, case.end_ds)
-        out = assemble_join(join, left, [(join["joinParts"][0], part)]).toPandas().set_index("row_id")
+        check_event_join(warehouse, case, join)
     finally:
         spark.conf.unset(HOT_KEY_EVENTS_CONF)
-    expected = naive_join_part(case.left, group_by, {"rnd.events": case.events})
-    for column in expected.columns:
-        got = out.loc[case.left["row_id"], f"rnd_hot_v1_{column}"].tolist()
-        got = [None if g is None or (isinstance(g, float) and g != g) else (list(g) if hasattr(g, "__len__") else g)
-               for g in got]
-        assert got == expected[column].tolist(), column

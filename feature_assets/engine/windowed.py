@@ -4,29 +4,24 @@ Each bucket holds all events and query rows of its keys, so no event or query da
 A bucket is one pandas call: the kernel works on all its keys at once with numpy, which is far cheaper
 than one Python call per key. The number of buckets follows `spark.sql.shuffle.partitions`.
 
-Skew: keys with more than `feature_assets.skew.hotKeyEvents` events in the range read (default 200,000)
-are split by time when every aggregation has a window: query rows go to the time slice of their ts
-(slices as long as the longest window), and each event is copied to the slices whose queries can see
-it (its own and the next). A task then holds at most two windows' worth of a hot key's events, whatever
-that key's total history. Unwindowed aggregations need all history, so their hot keys are not split.
+Skew: hot keys are split by time (see `feature_assets.engine.hot_keys`).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from feature_assets.engine.hot_keys import HEAD, SLICE, slice_hot_keys, to_arrow_values, unwindowed_from_heads
 from feature_assets.engine.specs import is_integral, output_type
 from feature_assets.engine.window_kernel import AggSpec, ListColumn, compute_feature_columns
 
 BUCKET = "__bucket"
-SLICE = "__slice"
-HOT_KEY_EVENTS_CONF = "feature_assets.skew.hotKeyEvents"
-DEFAULT_HOT_KEY_EVENTS = 200_000
 
 
 def bucket_count(frame: DataFrame) -> int:
@@ -49,8 +44,10 @@ def windowed_features(events: DataFrame, queries: DataFrame, keys: list[str], sp
     buckets = bucket_count(queries)
     key_hash = lambda: F.pmod(F.xxhash64(*[F.col(k) for k in keys]), F.lit(buckets))  # noqa: E731
     query_columns = queries.columns
-    queries, events = _slice_hot_keys(queries.withColumn(BUCKET, key_hash()), events.withColumn(BUCKET, key_hash()),
-                                      keys, specs)
+    queries, events = slice_hot_keys(queries, events, keys, specs)
+    queries, events = queries.withColumn(BUCKET, key_hash()), events.withColumn(BUCKET, key_hash())
+    unwindowed = [s for s in specs if s.window_millis is None]
+    type_names = {f.name: f.dataType.simpleString() for f in events.schema.fields}
 
     arrow_schema = to_arrow_schema(out_schema)
 
@@ -61,10 +58,23 @@ def windowed_features(events: DataFrame, queries: DataFrame, keys: list[str], sp
         query_rows = query_table.select(query_columns).to_pandas()
         # One result per distinct query row: callers may send duplicates (the same keys and ts twice).
         query_rows = query_rows.drop_duplicates(ignore_index=True)
+        hot = query_table.column(SLICE)[0].as_py() >= 0
+        heads = None
+        if HEAD in event_table.column_names:
+            is_head = event_table.column(HEAD).combine_chunks().is_valid()
+            heads = event_table.filter(is_head).select(keys + [HEAD]).to_pandas()
+            event_table = event_table.filter(pc.invert(is_head)).drop_columns([HEAD])
         event_rows = event_table.drop_columns([BUCKET, SLICE]).to_pandas()
         features = compute_feature_columns(event_rows, query_rows, keys, specs, integral)
         arrays = [pa.Array.from_pandas(query_rows[name], type=arrow_schema.field(name).type)
                   for name in query_columns]
+        if hot and unwindowed:  # the kernel saw only the task's slices: fold those into the heads instead
+            if heads is None:
+                heads = pd.DataFrame({**{k: query_rows[k].iloc[:0] for k in keys}, HEAD: []})
+            values = unwindowed_from_heads(query_rows, event_rows, heads, keys, unwindowed, type_names)
+            for spec in unwindowed:
+                features[spec.column_name] = pa.array(to_arrow_values(values[spec.column_name]),
+                                                      type=arrow_schema.field(spec.column_name).type)
         arrays += [to_arrow(features[spec.column_name], arrow_schema.field(spec.column_name).type) for spec in specs]
         return pa.Table.from_arrays(arrays, schema=arrow_schema)
 
@@ -74,6 +84,8 @@ def windowed_features(events: DataFrame, queries: DataFrame, keys: list[str], sp
 
 def to_arrow(values, arrow_type):
     """One kernel output column as an Arrow array of the Spark output type."""
+    if isinstance(values, pa.Array):
+        return values
     if isinstance(values, ListColumn):
         return values.to_arrow(arrow_type)
     if isinstance(values, pd.arrays.IntegerArray):
@@ -81,24 +93,3 @@ def to_arrow(values, arrow_type):
     if isinstance(values, np.ndarray) and values.dtype != object:
         return pa.array(values, type=arrow_type, from_pandas=True)
     return pa.array(list(values), type=arrow_type, from_pandas=True)
-
-
-def _slice_hot_keys(queries: DataFrame, events: DataFrame, keys: list[str], specs: list[AggSpec]):
-    """Add the time slice column: -1 for ordinary keys, the ts slice for hot keys (see the module doc)."""
-    windows = [s.window_millis for s in specs]
-    if not windows or any(w is None for w in windows):
-        return queries.withColumn(SLICE, F.lit(-1).cast("long")), events.withColumn(SLICE, F.lit(-1).cast("long"))
-    span = max(windows)
-    threshold = int(events.sparkSession.conf.get(HOT_KEY_EVENTS_CONF, str(DEFAULT_HOT_KEY_EVENTS)))
-    hot = (events.groupBy(*keys).count().where(F.col("count") > threshold).select(*keys)
-           .withColumn("__hot", F.lit(True)))
-    hot = F.broadcast(hot)
-    queries = queries.join(hot, keys, "left")
-    queries = queries.withColumn(SLICE, F.when(F.col("__hot"), F.floor(F.col("ts") / span)).otherwise(-1)
-                                 .cast("long")).drop("__hot")
-    # A query at t sees events in [t - span, t): an event belongs to its own slice and the next one.
-    events = events.join(hot, keys, "left")
-    own = F.floor(F.col("ts") / span).cast("long")
-    events = events.withColumn(SLICE, F.explode(F.when(F.col("__hot"), F.array(own, own + 1))
-                                                .otherwise(F.array(F.lit(-1).cast("long"))))).drop("__hot")
-    return queries, events

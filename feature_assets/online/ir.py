@@ -493,15 +493,42 @@ def evaluate(spec, events: Events, t: int, head=None, op: Operation | None = Non
             return _window_value(op, spec, values, times) if values else empty_value(spec)
         result = {_bucket_key(b): _window_value(op, spec, v, tm) for b, (v, tm) in selected.items() if v}
         return dict(sorted(result.items())) or None
+    return finalize_head(spec, fold_selected(spec, op, head, selected), op)
+
+
+def fold_selected(spec, op: Operation, ir, selected: dict):
+    """`ir` (bucketed: {bucket: IR}; None: empty) with the `_selected` values folded in."""
     if spec.bucket is None:
         values, times = selected[None]
-        ir = op.fold(head if head is not None else op.init(), values, times)
-        return empty_value(spec) if op.is_empty(ir) else op.finalize(ir)
-    irs = dict(head or {})
+        return op.fold(ir if ir is not None else op.init(), values, times)
+    irs = dict(ir or {})
     for bucket, (values, times) in selected.items():
         irs[bucket] = op.fold(irs.get(bucket, op.init()), values, times)
-    result = {_bucket_key(b): op.finalize(ir) for b, ir in irs.items() if not op.is_empty(ir)}
+    return irs
+
+
+def fold_events(spec, op: Operation, ir, events: Events, lo: int, hi: int):
+    """`ir` with the events [lo, hi) of `events` folded in (an unwindowed spec's running IR)."""
+    return fold_selected(spec, op, ir, _selected(spec, events, lo, hi))
+
+
+def finalize_head(spec, ir, op: Operation | None = None):
+    """The feature value of an unwindowed spec's IR (bucketed: a map of the non-empty buckets, or None)."""
+    op = op or spec_operation(spec)
+    if spec.bucket is None:
+        return empty_value(spec) if ir is None or op.is_empty(ir) else op.finalize(ir)
+    result = {_bucket_key(b): op.finalize(item) for b, item in (ir or {}).items() if not op.is_empty(item)}
     return dict(sorted(result.items())) or None
+
+
+def merge_heads(spec, op: Operation, a, b):
+    """Two IRs of one unwindowed spec (bucketed: bucket-wise), a's events before b's."""
+    if spec.bucket is None:
+        return op.merge(a, b)
+    merged = dict(a)
+    for bucket, item in b.items():
+        merged[bucket] = op.merge(merged[bucket], item) if bucket in merged else item
+    return merged
 
 
 def _bucket_key(bucket):
