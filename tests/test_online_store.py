@@ -18,7 +18,8 @@ from feature_assets.engine.specs import agg_specs
 from feature_assets.engine.window_kernel import compute_features
 from feature_assets.online import codec
 from feature_assets.online.fetcher import BatchTooLarge, Fetcher, UnknownName
-from feature_assets.online.kv_store import (InMemoryKVStore, LoadError, MongoKVStore, batch_dataset, batch_versions,
+from feature_assets.online.kv_store import (InMemoryKVStore, LoadError, MongoKVStore, batch_dataset, batch_pointer_key,
+                                            batch_versions,
                                             streaming_dataset)
 from feature_assets.online.streaming_writer import StreamingWriter
 from feature_assets.online.upload import (encode_snapshot_rows, encode_temporal_rows, end_of_day_millis, load_rows,
@@ -348,3 +349,34 @@ def test_cli_metadata_upload_and_fetch(mongo_store, mongo_uri, monkeypatch, caps
     assert joined["values"]["quickstart_purchases_v1_purchase_price_sum_30d"] == alone["values"]["purchase_price_sum_30d"]
     assert main(["fetch", "--type", "join", "--name", "quickstart/training_set.v2", "-k", '{"user":"5"}']) == 1
     assert "missing key 'user_id'" in capsys.readouterr().out
+
+
+def test_expired_pointer_is_served_stale_while_one_background_read_refreshes_it():
+    store = InMemoryKVStore()
+    load_quickstart(store, "2023-11-20")
+    now = [0.0]
+    fetcher = Fetcher(store, pointer_ttl=5.0, clock=lambda: now[0])
+    name = PURCHASES["metaData"]["name"]
+    first = fetcher.versions(name)
+    assert set(first) == {"2023-11-20"}
+    load_quickstart(store, "2023-11-21")
+    assert fetcher.versions(name) is first  # within the TTL: no read
+    reads = []
+    original = store.get_metadata
+
+    def slow_get_metadata(key):
+        reads.append(key)
+        time.sleep(0.2)
+        return original(key)
+
+    store.get_metadata = slow_get_metadata
+    now[0] = 6.0
+    started = time.monotonic()
+    stale = [fetcher.versions(name) for _ in range(5)]  # expired: served at once, one refresh in flight
+    assert time.monotonic() - started < 0.1
+    assert all(s is first for s in stale)
+    deadline = time.monotonic() + 5
+    while set(fetcher.versions(name)) != {"2023-11-20", "2023-11-21"}:
+        assert time.monotonic() < deadline, "the background refresh never landed"
+        time.sleep(0.01)
+    assert reads == [batch_pointer_key(name)]

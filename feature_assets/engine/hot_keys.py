@@ -31,9 +31,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from feature_assets.online import codec
-from feature_assets.online.ir import (Events, finalize_head, fold_events, ir_from_wire, ir_to_wire, merge_heads,
-                                      spec_operation)
-from feature_assets.online.upload import to_python
+from feature_assets.online.ir import (Events, empty_value, finalize_head, fold_events, ir_from_wire, ir_to_wire,
+                                      merge_heads, spec_operation)
+from feature_assets.online.upload import python_values
 
 SLICE = "__slice"
 HEAD = "__head"
@@ -47,11 +47,13 @@ def slice_hot_keys(queries: DataFrame, events: DataFrame, keys: list[str], specs
     """Add SLICE to queries and events (-1 for ordinary keys), copy hot events to the slices that see them,
     and append one head row per (hot key, query slice) to events (column HEAD, null on real events) when
     some spec is unwindowed."""
+    threshold = int(events.sparkSession.conf.get(HOT_KEY_EVENTS_CONF, str(DEFAULT_HOT_KEY_EVENTS)))
+    if threshold < 0 or not specs:  # skew handling off: every key is one group
+        return queries.withColumn(SLICE, F.lit(-1).cast("long")), events.withColumn(SLICE, F.lit(-1).cast("long"))
     windows = [s.window_millis for s in specs if s.window_millis is not None]
     unwindowed = [s for s in specs if s.window_millis is None]
     span = max(windows) if windows else MILLIS_PER_DAY
     reach = 1 if windows else 0  # how many earlier slices a slice's task also holds
-    threshold = int(events.sparkSession.conf.get(HOT_KEY_EVENTS_CONF, str(DEFAULT_HOT_KEY_EVENTS)))
     hot = F.broadcast(events.groupBy(*keys).count().where(F.col("count") > threshold).select(*keys)
                       .withColumn("__hot", F.lit(True)))
     queries = queries.join(hot, keys, "left")
@@ -86,9 +88,16 @@ def _head_rows(hot_events: DataFrame, hot_queries: DataFrame, keys: list[str], s
                                                 T.StructField(_PARTIAL, T.BinaryType())])
 
     def slice_ir(frame: pd.DataFrame) -> pd.DataFrame:
-        events = frame_events(frame, columns, type_names)
-        irs = [ir_to_wire(spec, fold_events(spec, op, None, events, 0, len(events.ts)), op)
-               for spec, op in zip(specs, operations)]
+        frame = frame.sort_values("ts", kind="mergesort")
+        events = None
+        irs = []
+        for spec, op in zip(specs, operations):
+            if spec.bucket is None:
+                ir = op.fold(op.init(), *present_inputs(frame, spec, type_names))
+            else:
+                events = events or frame_events(frame, columns, type_names)
+                ir = fold_events(spec, op, None, events, 0, len(events.ts))
+            irs.append(ir_to_wire(spec, ir, op))
         return frame[keys].iloc[:1].assign(**{SLICE: frame[SLICE].iloc[0], _PARTIAL: [codec.encode_value(irs)]})
 
     def running_heads(queries: pd.DataFrame, partials: pd.DataFrame) -> pd.DataFrame:
@@ -131,7 +140,15 @@ def frame_events(frame: pd.DataFrame, columns: list[str], type_names: dict[str, 
     """One key's events (a pandas frame with ts and `columns`) as IR `Events`, sorted by ts."""
     frame = frame.sort_values("ts", kind="mergesort")
     return Events([int(t) for t in frame["ts"].tolist()],
-                  {c: [to_python(v, type_names[c]) for v in frame[c].tolist()] for c in columns})
+                  {c: python_values(frame[c], type_names[c]) for c in columns})
+
+
+def present_inputs(frame: pd.DataFrame, spec, type_names: dict[str, str]) -> tuple[list, list]:
+    """(values, times) of the non-null inputs of an unbucketed spec in a frame sorted by ts."""
+    column = frame[spec.input_column]
+    keep = column.notna().to_numpy()
+    return (python_values(column[keep], type_names[spec.input_column]),
+            frame["ts"].to_numpy(dtype=np.int64)[keep].tolist())
 
 
 def unwindowed_from_heads(queries: pd.DataFrame, events: pd.DataFrame, heads: pd.DataFrame, keys: list[str],
@@ -152,12 +169,24 @@ def unwindowed_from_heads(queries: pd.DataFrame, events: pd.DataFrame, heads: pd
     for code in np.unique(query_codes[query_codes >= 0]):
         rows = np.nonzero(query_codes == code)[0]
         rows = rows[np.argsort(query_ts[rows], kind="mergesort")]
-        key_events = frame_events(events.iloc[np.nonzero(event_codes == code)[0]], columns, type_names)
+        key_frame = events.iloc[np.nonzero(event_codes == code)[0]].sort_values("ts", kind="mergesort")
+        key_events = None
         wires = head_of.get(int(code))
         for index, (spec, op) in enumerate(zip(specs, operations)):
             ir = None if wires is None or wires[index] is None else ir_from_wire(spec, wires[index], op)
             folded = 0
             values = out[spec.column_name]
+            if spec.bucket is None:  # the non-null inputs once, then plain slices of them
+                present, times = present_inputs(key_frame, spec, type_names)
+                ir = op.init() if ir is None else ir
+                for row in rows:
+                    upto = bisect_left(times, int(query_ts[row]))
+                    if upto > folded:
+                        ir = op.fold(ir, present[folded:upto], times[folded:upto])
+                        folded = upto
+                    values[row] = op.finalize(ir) if not op.is_empty(ir) else empty_value(spec)
+                continue
+            key_events = key_events or frame_events(key_frame, columns, type_names)
             for row in rows:
                 upto = bisect_left(key_events.ts, int(query_ts[row]))
                 if upto > folded:

@@ -7,7 +7,9 @@ one request (a dict of keys) or a list of them and answer one response or a list
 gets null features and an error naming it; the other requests and parts are still answered.
 
 Time: `at_millis` (default: now) is the request time t. Configs come from the metadata store (written by
-metadata-upload) and are cached for `config_ttl` seconds; batch pointers for `pointer_ttl` seconds.
+metadata-upload) and are cached for `config_ttl` seconds; batch pointers for `pointer_ttl` seconds; expired
+entries are refreshed in the background while the old value is served (a new batch version or config is seen
+within a TTL plus one metadata read; `pointer_ttl=0` reads the pointer on every request).
 
 - TEMPORAL event group-bys (and such join parts, for event-left joins): the batch version of the latest
   day D <= day(t) - 1 (so its end E <= t) gives each key's tail events and head IRs; the streaming events
@@ -149,18 +151,41 @@ class Fetcher:
         self.clock = clock
         self._cache: dict[tuple, tuple[float, object]] = {}
         self._plans: dict[tuple, tuple[dict, object]] = {}
+        self._refreshing: set[tuple] = set()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------ caches
     def _cached(self, key: tuple, ttl: float, load):
+        """`load()`'s value, reloaded at most every `ttl` seconds. An expired value is still served while one
+        background thread reloads it (stale-while-revalidate): requests never wait on a metadata read except
+        the first, so refreshes do not show in tail latency. A failed refresh keeps the old value and is retried
+        on the next request after it."""
         now = self.clock()
         entry = self._cache.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
-        value = load()
+        if entry is None or ttl <= 0:
+            value = load()
+            with self._lock:
+                self._cache[key] = (now + ttl, value)
+            return value
         with self._lock:
-            self._cache[key] = (now + ttl, value)
-        return value
+            start = key not in self._refreshing
+            self._refreshing.add(key)
+        if start:
+            threading.Thread(target=self._refresh, args=(key, ttl, load), daemon=True).start()
+        return entry[1]
+
+    def _refresh(self, key: tuple, ttl: float, load) -> None:
+        try:
+            value = load()
+            with self._lock:
+                self._cache[key] = (self.clock() + ttl, value)
+        except Exception:  # noqa: BLE001 - the stale value stays; the next request after expiry retries
+            pass
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
     def config(self, kind: str, name: str) -> dict:
         name = normalize_name(name)

@@ -24,6 +24,7 @@ windows of up to 64 values (beyond that both sides are within float rounding of 
 """
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from bisect import bisect_left, insort
@@ -40,10 +41,7 @@ class Operation:
     def __init__(self, name: str, args: dict | None = None):
         self.name = name
         self.args = args or {}
-
-    @property
-    def k(self) -> int:
-        return int(self.args.get("k", 8))
+        self.k = int(self.args.get("k", 8))
 
     def init(self):
         raise NotImplementedError
@@ -190,6 +188,12 @@ class EdgeK(Operation):
     def merge(self, a, b):
         both = sorted(a + b)
         return both[:self.k] if self.name == "FIRST_K" else both[-self.k:] if self.k else []
+
+    def fold(self, ir, values, times):
+        if len(values) <= 2 * self.k:
+            return super().fold(ir, values, times)
+        pick = heapq.nsmallest if self.name == "FIRST_K" else heapq.nlargest
+        return self.merge(ir, pick(self.k, zip(times, values)))
 
     def finalize(self, ir):
         if not ir:
