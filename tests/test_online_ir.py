@@ -220,3 +220,21 @@ def test_windows_match_kernel_with_split_history():
             if not ok:
                 mismatches.append((s.column_name, key, t, got, expected))
     assert not mismatches, mismatches[:10]
+
+
+def test_python_values_fast_paths_match_to_python():
+    import numpy as np
+    import pandas as pd
+    from feature_assets.online.upload import python_values, to_python
+    columns = [
+        (pd.Series([1, 2, 3], dtype="int64"), "bigint"),
+        (pd.Series([1.0, np.nan, 3.0]), "bigint"),
+        (pd.Series([1, None, 3], dtype="Int64"), "bigint"),
+        (pd.Series([0.5, np.nan]), "double"),
+        (pd.Series(["a", None], dtype=object), "string"),
+        (pd.Series([True, False]), "boolean"),
+    ]
+    for series, type_name in columns:
+        got = python_values(series, type_name)
+        assert got == [to_python(v, type_name) for v in series.tolist()], (series.dtype, type_name)
+        assert [type(v) for v in got] == [type(to_python(v, type_name)) for v in series.tolist()]

@@ -380,3 +380,27 @@ def test_expired_pointer_is_served_stale_while_one_background_read_refreshes_it(
         assert time.monotonic() < deadline, "the background refresh never landed"
         time.sleep(0.01)
     assert reads == [batch_pointer_key(name)]
+
+
+def test_async_fetch_equals_sync_fetch_on_the_real_server(mongo_store):
+    """The service's path (`afetch_*`, pymongo's AsyncMongoClient, a join's reads awaited together) answers
+    exactly what the blocking path answers, streaming events included."""
+    import asyncio
+    load_quickstart(mongo_store, "2023-11-25")
+    StreamingWriter(mongo_store, RETURNS).write(
+        [{"key": {"user_id": "3"}, "ts": end_of_day_millis("2023-11-25") + 60_000, "values": {"refund_amt": 7},
+          "event_id": "async-1"}])
+    fetcher = Fetcher(mongo_store)
+    at = end_of_day_millis("2023-11-25") + 3_600_000
+    requests = [{"user_id": str(u)} for u in range(1, 9)] + [{"user_id": "nobody"}]
+
+    async def both():
+        return (await fetcher.afetch_join("quickstart/training_set.v2", requests, at),
+                await fetcher.afetch_join("quickstart/training_set.v2", requests[2], at),
+                await fetcher.afetch_group_by("quickstart/returns.v1", requests, at))
+
+    joins, single, group_bys = asyncio.run(both())
+    assert joins == fetcher.fetch_join("quickstart/training_set.v2", requests, at)
+    assert single == fetcher.fetch_join("quickstart/training_set.v2", requests[2], at)
+    assert group_bys == fetcher.fetch_group_by("quickstart/returns.v1", requests, at)
+    assert single["values"]["quickstart_returns_v1_refund_amt_count_3d"] >= 1

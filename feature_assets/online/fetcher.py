@@ -228,29 +228,55 @@ class Fetcher:
 
     # ------------------------------------------------------------------------ public API
     def fetch_group_by(self, name: str, keys, at_millis: int | None = None):
-        group_by = self.config("group_bys", name)
-        requests, single = self._requests(keys)
-        plan = self._plan(group_by)
-        at = now_millis() if at_millis is None else int(at_millis)
-        results = self._fetch_plan(plan, [(r, None) for r in requests], at, day_offset=-1, streaming=True)
-        responses = []
-        for values, error, error_type in results:
-            responses.append({"values": values, "error": error, "error_type": error_type})
-        return responses[0] if single else responses
+        pending, single = self._start_group_by(name, keys, at_millis)
+        return self._finish_group_by(self._read([pending])[0], single)
 
     def fetch_join(self, name: str, keys, at_millis: int | None = None):
+        join, requests, single, pendings = self._start_join(name, keys, at_millis)
+        return self._finish_join(join, requests, single, pendings, self._read(pendings))
+
+    async def afetch_group_by(self, name: str, keys, at_millis: int | None = None):
+        """`fetch_group_by` for an event loop: the store reads are awaited (`KVStore.async_reads`)."""
+        pending, single = self._start_group_by(name, keys, at_millis)
+        return self._finish_group_by((await self._aread([pending]))[0], single)
+
+    async def afetch_join(self, name: str, keys, at_millis: int | None = None):
+        """`fetch_join` for an event loop: every part's reads are awaited together, so they overlap."""
+        join, requests, single, pendings = self._start_join(name, keys, at_millis)
+        return self._finish_join(join, requests, single, pendings, await self._aread(pendings))
+
+    # ------------------------------------------------------------------------ internals
+    def _start_group_by(self, name: str, keys, at_millis):
+        group_by = self.config("group_bys", name)
+        requests, single = self._requests(keys)
+        at = now_millis() if at_millis is None else int(at_millis)
+        return self._prepare(self._plan(group_by), [(r, None) for r in requests], at, day_offset=-1,
+                             streaming=True), single
+
+    @staticmethod
+    def _finish_group_by(results: list, single: bool):
+        responses = [{"values": values, "error": error, "error_type": error_type}
+                     for values, error, error_type in results]
+        return responses[0] if single else responses
+
+    def _start_join(self, name: str, keys, at_millis):
         join = self._join_config(name)
         requests, single = self._requests(keys)
         at = now_millis() if at_millis is None else int(at_millis)
         entity_left = next(iter(join["left"])) == "entities"
-        responses = [{"values": {}, "error": None, "error_type": None} for _ in requests]
-        errors: list[list[str]] = [[] for _ in requests]
+        pendings = []
         for part_index, part in enumerate(join["joinParts"]):
             plan = self._plan(part["groupBy"], f"{join['metaData']['name']}#{part_index}")
-            prefix = part_feature_prefix(part)
             mapping = {gb_key: left_col for left_col, gb_key in part_key_columns(part)}
-            results = self._fetch_plan(plan, [(r, mapping) for r in requests], at,
-                                       day_offset=0 if entity_left else -1, streaming=not entity_left)
+            pendings.append(self._prepare(plan, [(r, mapping) for r in requests], at,
+                                          day_offset=0 if entity_left else -1, streaming=not entity_left))
+        return join, requests, single, pendings
+
+    def _finish_join(self, join: dict, requests: list, single: bool, pendings: list, part_results: list):
+        responses = [{"values": {}, "error": None, "error_type": None} for _ in requests]
+        errors: list[list[str]] = [[] for _ in requests]
+        for part, pending, results in zip(join["joinParts"], pendings, part_results):
+            plan, prefix = pending.plan, part_feature_prefix(part)
             for index, (values, error, error_type) in enumerate(results):
                 response = responses[index]
                 if error_type == "invalid_key":
@@ -277,7 +303,6 @@ class Fetcher:
             response["error"] = "; ".join(errors[index]) or None
         return responses[0] if single else responses
 
-    # ------------------------------------------------------------------------ internals
     def _requests(self, keys) -> tuple[list, bool]:
         if isinstance(keys, dict):
             return [keys], True
@@ -286,8 +311,30 @@ class Fetcher:
             raise BatchTooLarge(f"batch of {len(requests)} requests is over the limit of {self.max_batch}")
         return requests, False
 
-    def _fetch_plan(self, plan: _Plan, requests: list[tuple[dict, dict | None]], at: int, day_offset: int,
-                    streaming: bool) -> list[tuple[dict | None, str | None, str | None]]:
+    def _read(self, pendings: list["_Pending"]) -> list[list]:
+        """Run the prepared fetches' store reads one after the other, then complete each."""
+        results = [getattr(self.store, method)(*args) for pending in pendings for method, args in pending.reads]
+        return self._complete(pendings, results)
+
+    async def _aread(self, pendings: list["_Pending"]) -> list[list]:
+        """The same reads awaited together (a join of two parts: up to four overlapping reads)."""
+        import asyncio
+        reads = self.store.async_reads()
+        results = await asyncio.gather(*(getattr(reads, method)(*args)
+                                         for pending in pendings for method, args in pending.reads))
+        return self._complete(pendings, list(results))
+
+    @staticmethod
+    def _complete(pendings: list["_Pending"], results: list) -> list[list]:
+        out, position = [], 0
+        for pending in pendings:
+            out.append(pending.complete(results[position:position + len(pending.reads)]))
+            position += len(pending.reads)
+        return out
+
+    def _prepare(self, plan: _Plan, requests: list[tuple[dict, dict | None]], at: int, day_offset: int,
+                 streaming: bool) -> "_Pending":
+        """Parse the keys, pick the batch version, and list the store reads the fetch needs."""
         versions = self.versions(plan.name)
         target = shift_ds(ds_of_millis(at), day_offset)
         eligible = [ds for ds in versions if ds <= target]
@@ -309,29 +356,21 @@ class Fetcher:
                                   f"(loaded: {', '.join(sorted(versions)) or 'none'}); run upload and load", "no_data")
             else:
                 wanted[index] = key_json(key)
+        pending = _Pending(self, plan, results, wanted)
         if not wanted:
-            return results
-        info = versions[chosen]
-        fingerprint = codec.schema_fingerprint(schema)
+            return pending
+        pending.fingerprint = codec.schema_fingerprint(schema)
         key_jsons = list(dict.fromkeys(wanted.values()))
-        found = self.store.multi_get(batch_dataset(plan.name), info["version"], key_jsons)
-        batch_end = end_of_day_millis(chosen)
+        version = versions[chosen]["version"]
+        pending.reads.append(("multi_get", (batch_dataset(plan.name), version, key_jsons)))
         if plan.kind == TEMPORAL:
-            eval_at = at if streaming else batch_end
-            stream = (self.store.range_read(streaming_dataset(plan.name), key_jsons, batch_end, eval_at)
-                      if streaming and eval_at > batch_end else {})
-            columns = schema["columns"]
-        for index, kj in wanted.items():
-            try:
-                if plan.kind == SNAPSHOT:
-                    base = self._snapshot_values(plan, found.get(kj), fingerprint)
-                else:
-                    base = self._temporal_values(plan, found.get(kj), stream.get(kj, ()), columns, eval_at,
-                                                 fingerprint)
-                results[index] = (plan.finish(base), None, None)
-            except codec.CodecError as error:
-                results[index] = (plan.nulls(), f"unreadable batch value for {kj}: {error}", "bad_data")
-        return results
+            batch_end = end_of_day_millis(chosen)
+            pending.eval_at = at if streaming else batch_end
+            pending.columns = schema["columns"]
+            if streaming and pending.eval_at > batch_end:
+                pending.reads.append(("range_read", (streaming_dataset(plan.name), key_jsons, batch_end,
+                                                     pending.eval_at)))
+        return pending
 
     @staticmethod
     def _snapshot_values(plan: _Plan, value: bytes | None, fingerprint: int) -> dict:
@@ -363,6 +402,36 @@ class Fetcher:
             else:
                 out[spec.column_name] = evaluate(spec, events, at, op=op)
         return out
+
+
+class _Pending:
+    """A prepared fetch of one group-by: answers known without reading, the store reads it needs as
+    (method, args) of `KVStore` (run by `Fetcher._read`, or awaited by `Fetcher._aread`), then `complete`."""
+
+    def __init__(self, fetcher: "Fetcher", plan: _Plan, results: list, wanted: dict[int, str]):
+        self.fetcher, self.plan, self.results, self.wanted = fetcher, plan, results, wanted
+        self.reads: list = []
+        self.fingerprint = 0
+        self.eval_at = 0
+        self.columns: list = []
+
+    def complete(self, read_results: list) -> list[tuple[dict | None, str | None, str | None]]:
+        if not self.wanted:
+            return self.results
+        plan, results = self.plan, self.results
+        found = read_results[0]
+        stream = read_results[1] if len(read_results) > 1 else {}
+        for index, kj in self.wanted.items():
+            try:
+                if plan.kind == SNAPSHOT:
+                    base = Fetcher._snapshot_values(plan, found.get(kj), self.fingerprint)
+                else:
+                    base = Fetcher._temporal_values(plan, found.get(kj), stream.get(kj, ()), self.columns,
+                                                    self.eval_at, self.fingerprint)
+                results[index] = (plan.finish(base), None, None)
+            except codec.CodecError as error:
+                results[index] = (plan.nulls(), f"unreadable batch value for {kj}: {error}", "bad_data")
+        return results
 
 
 def _join_base_columns(join: dict) -> list[str]:

@@ -127,8 +127,50 @@ class KVStore(ABC):
     @abstractmethod
     def ping(self) -> None: ...
 
+    def async_reads(self) -> "AsyncReads":
+        """The fetch path's reads (`multi_get`, `range_read`) as coroutines, for an event loop. This default
+        calls the blocking methods directly: right for an in-memory store, whose reads never wait."""
+        return _BlockingReads(self)
+
+
+class AsyncReads:
+    """`multi_get` and `range_read` of a store, awaitable; same arguments and results as on `KVStore`."""
+
+    async def multi_get(self, dataset: str, version: str, keys: list[str]) -> dict[str, bytes]:
+        raise NotImplementedError
+
+    async def range_read(self, dataset: str, keys: list[str], start_ts: int, end_ts: int) -> dict[str, list[dict]]:
+        raise NotImplementedError
+
+
+class _BlockingReads(AsyncReads):
+    def __init__(self, store: KVStore):
+        self.store = store
+
+    async def multi_get(self, dataset, version, keys):
+        return self.store.multi_get(dataset, version, keys)
+
+    async def range_read(self, dataset, keys, start_ts, end_ts):
+        return self.store.range_read(dataset, keys, start_ts, end_ts)
+
 
 # --------------------------------------------------------------------------- MongoDB
+
+
+def _unavailable(error: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"MongoDB is unavailable: {type(error).__name__}: {str(error)[:200]}")
+
+
+def _translate_errors_async(func):
+    async def wrapper(*args, **kwargs):
+        from pymongo.errors import ConnectionFailure, ExecutionTimeout, ServerSelectionTimeoutError
+        try:
+            return await func(*args, **kwargs)
+        except (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout) as error:
+            raise _unavailable(error) from error
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
 
 
 def _translate_errors(func):
@@ -137,7 +179,7 @@ def _translate_errors(func):
         try:
             return func(*args, **kwargs)
         except (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout) as error:
-            raise StoreUnavailable(f"MongoDB is unavailable: {type(error).__name__}: {str(error)[:200]}") from error
+            raise _unavailable(error) from error
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper
@@ -146,9 +188,12 @@ def _translate_errors(func):
 class MongoKVStore(KVStore):
     """The store on MongoDB (or any server speaking its protocol) through pymongo."""
 
-    def __init__(self, database, *, client=None):
+    def __init__(self, database, *, client=None, uri: str | None = None, client_options: dict | None = None):
         self.db = database
         self._client = client
+        self._uri = uri
+        self._client_options = client_options or {}
+        self._async: dict[int, _MongoAsyncReads] = {}
         self._indexed: set[str] = set()
         self._lock = threading.Lock()
 
@@ -159,7 +204,24 @@ class MongoKVStore(KVStore):
                    "appname": "feature-assets-online"}
         options.update(client_options)
         client = MongoClient(uri, **options)
-        return cls(client[database], client=client)
+        return cls(client[database], client=client, uri=uri, client_options=options)
+
+    def async_reads(self) -> "AsyncReads":
+        """Reads through pymongo's `AsyncMongoClient` (same URI and options), one client per event loop: the
+        fetch service awaits all of a join's reads at once, with no thread per request. A store made from
+        an existing database object (no URI) runs its blocking reads in a worker thread instead."""
+        import asyncio
+        loop = asyncio.get_running_loop()
+        reads = self._async.get(id(loop))
+        if reads is None or reads.loop is not loop:
+            if self._uri is None:
+                reads = _ThreadedReads(self, loop)
+            else:
+                from pymongo import AsyncMongoClient
+                client = AsyncMongoClient(self._uri, **self._client_options)
+                reads = _MongoAsyncReads(client[self.db.name], loop)
+            self._async[id(loop)] = reads
+        return reads
 
     @classmethod
     def from_resource(cls, resource) -> "MongoKVStore":
@@ -168,6 +230,7 @@ class MongoKVStore(KVStore):
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+        self._async.clear()  # async clients close with their event loop
 
     def collection(self, dataset: str):
         return self.db[dataset]
@@ -198,12 +261,9 @@ class MongoKVStore(KVStore):
     @_translate_errors
     def multi_get(self, dataset, version, keys):
         collection = self.db[dataset]
-        prefix = len(version) + 1
         if len(keys) == 1:
-            doc = collection.find_one({"_id": doc_id(version, keys[0])})
-            return {keys[0]: doc["b"]} if doc else {}
-        ids = [doc_id(version, key) for key in dict.fromkeys(keys)]
-        return {doc["_id"][prefix:]: doc["b"] for doc in collection.find({"_id": {"$in": ids}})}
+            return _batch_values(version, [collection.find_one({"_id": doc_id(version, keys[0])})])
+        return _batch_values(version, collection.find(_batch_filter(version, keys)))
 
     @_translate_errors
     def count_version(self, dataset, version):
@@ -225,16 +285,7 @@ class MongoKVStore(KVStore):
 
     @_translate_errors
     def range_read(self, dataset, keys, start_ts, end_ts):
-        keys = list(dict.fromkeys(keys))
-        selector = keys[0] if len(keys) == 1 else {"$in": keys}
-        found: dict[str, list[dict]] = {}
-        cursor = self.db[dataset].find({"k": selector, "ts": {"$gte": int(start_ts), "$lt": int(end_ts)}},
-                                       {"k": 1, "ts": 1, "d": 1})
-        for doc in cursor:
-            found.setdefault(doc["k"], []).append(doc)
-        for docs in found.values():
-            docs.sort(key=lambda d: d["ts"])
-        return found
+        return _events_by_key(self.db[dataset].find(*_stream_query(keys, start_ts, end_ts)))
 
     # metadata --------------------------------------------------------------------------------
     @_translate_errors
@@ -290,6 +341,62 @@ def _insert_idempotent(collection, docs: list[dict]) -> int:
 
 
 # --------------------------------------------------------------------------- in-memory fake
+
+
+class _MongoAsyncReads(AsyncReads):
+    def __init__(self, database, loop):
+        self.db = database
+        self.loop = loop
+
+    @_translate_errors_async
+    async def multi_get(self, dataset, version, keys):
+        collection = self.db[dataset]
+        if len(keys) == 1:
+            return _batch_values(version, [await collection.find_one({"_id": doc_id(version, keys[0])})])
+        return _batch_values(version, await collection.find(_batch_filter(version, keys)).to_list())
+
+    @_translate_errors_async
+    async def range_read(self, dataset, keys, start_ts, end_ts):
+        return _events_by_key(await self.db[dataset].find(*_stream_query(keys, start_ts, end_ts)).to_list())
+
+
+def _batch_filter(version: str, keys: list[str]) -> dict:
+    return {"_id": {"$in": [doc_id(version, key) for key in dict.fromkeys(keys)]}}
+
+
+def _batch_values(version: str, docs) -> dict[str, bytes]:
+    """{key_json: value} of batch documents (None entries: not found)."""
+    prefix = len(version) + 1
+    return {doc["_id"][prefix:]: doc["b"] for doc in docs if doc is not None}
+
+
+def _stream_query(keys: list[str], start_ts: int, end_ts: int) -> tuple[dict, dict]:
+    keys = list(dict.fromkeys(keys))
+    selector = keys[0] if len(keys) == 1 else {"$in": keys}
+    return {"k": selector, "ts": {"$gte": int(start_ts), "$lt": int(end_ts)}}, {"k": 1, "ts": 1, "d": 1}
+
+
+def _events_by_key(docs) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for doc in docs:
+        found.setdefault(doc["k"], []).append(doc)
+    for events in found.values():
+        events.sort(key=lambda d: d["ts"])
+    return found
+
+
+class _ThreadedReads(AsyncReads):
+    def __init__(self, store: KVStore, loop):
+        self.store = store
+        self.loop = loop
+
+    async def multi_get(self, dataset, version, keys):
+        import asyncio
+        return await asyncio.to_thread(self.store.multi_get, dataset, version, keys)
+
+    async def range_read(self, dataset, keys, start_ts, end_ts):
+        import asyncio
+        return await asyncio.to_thread(self.store.range_read, dataset, keys, start_ts, end_ts)
 
 
 class InMemoryKVStore(KVStore):

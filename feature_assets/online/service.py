@@ -9,7 +9,10 @@ Errors: 404 unknown join or group-by (not in the metadata store); 400 a missing 
 message names the request index and the key), a body that is not an object or array, or a derivation the
 online fetcher cannot apply; 413 a batch over `max_batch` requests; 503 while MongoDB is unreachable. The
 pymongo client reconnects by itself, so the service recovers when the server returns, without a restart.
-Handlers are plain `def`s: FastAPI runs them in its thread pool, so blocking pymongo calls overlap.
+Fetch handlers are coroutines: the store reads go through pymongo's `AsyncMongoClient` and all of a join's
+reads are awaited together (`Fetcher.afetch_join`), with no thread hop per request. Configs and batch pointers
+come from the fetcher's caches (refreshed in background threads); only the very first request of a name
+reads them on the loop. `/healthz` is a plain `def` (FastAPI's thread pool) since its ping blocks.
 """
 from __future__ import annotations
 
@@ -47,16 +50,16 @@ def create_app(store: Optional[KVStore] = None, fetcher: Optional[Fetcher] = Non
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()[:5])
         return JSONResponse({"detail": f"invalid request body: {problems}"}, status_code=400)
 
-    def run(kind: str, name: str, body: Any, at_millis: Optional[int]):
+    async def run(kind: str, name: str, body: Any, at_millis: Optional[int]):
         if not isinstance(body, (dict, list)):
             raise HTTPException(400, "the body must be a JSON object of keys or an array of them")
         if isinstance(body, list) and len(body) > max_batch:
             raise HTTPException(413, f"batch of {len(body)} requests is over the limit of {max_batch}")
         try:
             if kind == "join":
-                result = fetcher.fetch_join(name, body, at_millis)
+                result = await fetcher.afetch_join(name, body, at_millis)
             else:
-                result = fetcher.fetch_group_by(name, body, at_millis)
+                result = await fetcher.afetch_group_by(name, body, at_millis)
         except UnknownName as error:
             raise HTTPException(404, str(error)) from None
         except BatchTooLarge as error:
@@ -73,14 +76,14 @@ def create_app(store: Optional[KVStore] = None, fetcher: Optional[Fetcher] = Non
         return JSONResponse(result)  # plain json.dumps: values are already JSON-ready
 
     @app.post("/v1/fetch/join/{name:path}", summary="Fetch a join's features for one request or a batch")
-    def fetch_join(name: str, body: RequestBody = Body(..., examples=[{"user_id": "5"}]),
-                   at_millis: Optional[int] = Query(None, description="request time in epoch millis (default: now)")):
-        return run("join", name, body, at_millis)
+    async def fetch_join(name: str, body: RequestBody = Body(..., examples=[{"user_id": "5"}]),
+                         at_millis: Optional[int] = Query(None, description="request time in epoch millis (default: now)")):
+        return await run("join", name, body, at_millis)
 
     @app.post("/v1/fetch/groupby/{name:path}", summary="Fetch a group-by's features for one request or a batch")
-    def fetch_group_by(name: str, body: RequestBody = Body(..., examples=[{"user_id": "5"}]),
-                       at_millis: Optional[int] = Query(None, description="request time in epoch millis (default: now)")):
-        return run("groupby", name, body, at_millis)
+    async def fetch_group_by(name: str, body: RequestBody = Body(..., examples=[{"user_id": "5"}]),
+                             at_millis: Optional[int] = Query(None, description="request time in epoch millis (default: now)")):
+        return await run("groupby", name, body, at_millis)
 
     @app.get("/healthz", summary="Liveness and MongoDB reachability")
     def healthz():

@@ -143,8 +143,8 @@ def _column_values(frame: pd.DataFrame, name: str, type_name: str) -> list:
 
 def python_values(series: pd.Series, type_name: str) -> list:
     """`to_python` of every cell, with fast paths for plain numpy columns (no per-cell Python call)."""
-    kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else ""
-    if type_name in INTEGRAL and kind in "iu":
+    kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else "?"
+    if type_name in INTEGRAL and kind in ("i", "u"):
         return series.tolist()
     if type_name in INTEGRAL and kind == "f":  # an integer column with nulls arrives as floats
         values = series.to_numpy()
