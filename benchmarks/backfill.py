@@ -177,8 +177,12 @@ def main(argv=None) -> int:
         warehouse, counts = prepare(scale)
         events = counts["data.purchases"] + counts["data.returns"]
         print(f"scale {scale}: {events} events, {counts['data.checkouts']} left rows")
-        with timed(f"engine @ {scale}", results):
-            run_engine(warehouse, join_config(), "default.bench_engine")
+        # Best of --repeat runs, as at full scale: the first run of a process pays JIT and worker start-up.
+        for attempt in range(args.repeat):
+            with timed(f"engine @ {scale} #{attempt + 1}", results):
+                run_engine(warehouse, join_config(), "default.bench_engine")
+        results[f"engine @ {scale}"] = min((results[f"engine @ {scale} #{i + 1}"] for i in range(args.repeat)),
+                                           key=lambda r: r["seconds"])
         started = time.monotonic()
         try:
             with timed(f"naive range join @ {scale}", results):

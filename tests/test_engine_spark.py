@@ -709,3 +709,20 @@ def test_hot_keys_split_by_time_give_the_same_features(spark, warehouse, thresho
         check_event_join(warehouse, case, join)
     finally:
         spark.conf.unset(HOT_KEY_EVENTS_CONF)
+
+
+@pytest.mark.spark
+def test_hot_keys_in_daily_snapshot_backfills(spark, warehouse):
+    """The daily table of a group-by (queries at each day's end) with every key hot: unwindowed heads too."""
+    from feature_assets.engine.hot_keys import HOT_KEY_EVENTS_CONF
+    case = random_case(warehouse, 727, "long", n_events=700, n_left=50)
+    keys = case.key_columns
+    gb = event_group_by("rnd.daily_hot", keys, [agg("value_double", op, [HOUR, DAY1]) for op in ("SUM", "LAST_K")]
+                        + [agg(c, op) for c, ops in (("value_double", NUMERIC_OPS), ("value_str", STRING_OPS))
+                           for op in ops])
+    spark.conf.set(HOT_KEY_EVENTS_CONF, "0")
+    try:
+        assert check_backfill(warehouse, case, gb, case.start_ds, case.end_ds)
+    finally:
+        spark.conf.unset(HOT_KEY_EVENTS_CONF)
+

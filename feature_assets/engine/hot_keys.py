@@ -1,7 +1,9 @@
 """Skew: split the events of hot keys by time so that no task holds a hot key's whole history.
 
-A key is hot when it has more than `feature_assets.skew.hotKeyEvents` events (default 200,000) in the
-range read. Its query rows go to the time slice of their ts, slices being as long as the longest window
+A key is hot when it has more than `feature_assets.skew.hotKeyEvents` events (default 2,000,000) in the
+range read. The default bounds memory, not balance: the kernel holds some 100-200 bytes per event across
+its arrays, so a key under it needs a few hundred MB in its task at most, while splitting costs extra passes (in benchmarks/backfill.py,
+forcing the split of its two keys of 250k-530k events made the join ~30% slower). Its query rows go to the time slice of their ts, slices being as long as the longest window
 (one day when every aggregation is unwindowed), and the task of slice q receives:
 
 - the key's events of slice q, and of slice q - 1 when some aggregation is windowed (a query at t in
@@ -38,7 +40,7 @@ from feature_assets.online.upload import python_values
 SLICE = "__slice"
 HEAD = "__head"
 HOT_KEY_EVENTS_CONF = "feature_assets.skew.hotKeyEvents"
-DEFAULT_HOT_KEY_EVENTS = 200_000
+DEFAULT_HOT_KEY_EVENTS = 2_000_000
 MILLIS_PER_DAY = 86_400_000
 _PARTIAL = "__partial"
 
