@@ -111,21 +111,28 @@ class Average(Sum):
         return float(ir[1]) / ir[0] if ir[0] else None
 
 
-class Extreme(Operation):
-    """MIN / MAX: the value, None when empty."""
+class _Extremum(Operation):
+    """An IR that keeps the smaller (or the larger) of the items seen, None when empty."""
+    smallest_for = ""
 
     def init(self):
         return None
 
-    def update(self, ir, value, ts):
-        if ir is None:
-            return value
-        return min(ir, value) if self.name == "MIN" else max(ir, value)
-
-    def merge(self, a, b):
+    def pick(self, a, b):
         if a is None or b is None:
             return b if a is None else a
-        return self.update(a, b, 0)
+        return min(a, b) if self.name == self.smallest_for else max(a, b)
+
+    def merge(self, a, b):
+        return self.pick(a, b)
+
+
+class Extreme(_Extremum):
+    """MIN / MAX: the value."""
+    smallest_for = "MIN"
+
+    def update(self, ir, value, ts):
+        return self.pick(ir, value)
 
     def finalize(self, ir):
         return ir
@@ -133,26 +140,15 @@ class Extreme(Operation):
     def fold(self, ir, values, times):
         if not values:
             return ir
-        best = min(values) if self.name == "MIN" else max(values)
-        return self.update(ir, best, 0)
+        return self.pick(ir, min(values) if self.name == "MIN" else max(values))
 
 
-class Edge(Operation):
+class Edge(_Extremum):
     """FIRST / LAST: the (ts, value) pair that sorts first / last."""
-
-    def init(self):
-        return None
+    smallest_for = "FIRST"
 
     def update(self, ir, value, ts):
-        pair = (ts, value)
-        if ir is None:
-            return pair
-        return min(ir, pair) if self.name == "FIRST" else max(ir, pair)
-
-    def merge(self, a, b):
-        if a is None or b is None:
-            return b if a is None else a
-        return min(a, b) if self.name == "FIRST" else max(a, b)
+        return self.pick(ir, (ts, value))
 
     def finalize(self, ir):
         return None if ir is None else ir[1]
