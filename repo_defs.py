@@ -1,4 +1,9 @@
-"""Dagster entry point: Definitions built from a compiled feature repo (default: the quickstart)."""
+"""Dagster entry point: Definitions built from a compiled feature repo (default: the quickstart beside this file).
+
+The daily partitions start at the repo's `start_date` (feature_repo.yaml; `$FEATURE_ASSETS_START_DATE` overrides
+it), else at the earliest source partition in the warehouse; the UI shows where the first day came from.
+"""
+
 import os
 from pathlib import Path
 

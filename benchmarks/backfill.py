@@ -13,6 +13,7 @@ Printed, from one run:
     .venv/bin/python benchmarks/backfill.py                 # full scale
     .venv/bin/python benchmarks/backfill.py --scale 0.1     # a tenth of it
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,13 +27,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import timed  # noqa: E402
+from feature_assets.model.configs import Join  # noqa: E402
 
 DAYS = 30
 START, END = "2023-11-01", "2023-11-30"
-WINDOWS = [{"length": 1, "timeUnit": "HOURS"}, {"length": 1, "timeUnit": "DAYS"},
-           {"length": 7, "timeUnit": "DAYS"}, {"length": 30, "timeUnit": "DAYS"}]
-OPERATIONS = [("SUM", {}), ("COUNT", {}), ("AVERAGE", {}), ("MAX", {}), ("LAST_K", {"k": "5"}),
-              ("APPROX_PERCENTILE", {"percentiles": "[0.5, 0.9, 0.99]", "k": "200"})]
+WINDOWS = [
+    {"length": 1, "timeUnit": "HOURS"},
+    {"length": 1, "timeUnit": "DAYS"},
+    {"length": 7, "timeUnit": "DAYS"},
+    {"length": 30, "timeUnit": "DAYS"},
+]
+OPERATIONS = [
+    ("SUM", {}),
+    ("COUNT", {}),
+    ("AVERAGE", {}),
+    ("MAX", {}),
+    ("LAST_K", {"k": "5"}),
+    ("APPROX_PERCENTILE", {"percentiles": "[0.5, 0.9, 0.99]", "k": "200"}),
+]
 
 
 UNWINDOWED_LAST_K = True  # --all-windowed makes LAST_K use the windows too (hot keys are then time-sliced)
@@ -41,47 +53,92 @@ UNWINDOWED_LAST_K = True  # --all-windowed makes LAST_K use the windows too (hot
 def group_by(name: str, table: str, column: str) -> dict:
     return {
         "metaData": {"name": f"bench.{name}.v1", "outputNamespace": "default", "team": "bench", "online": False},
-        "sources": [{"events": {"table": table, "topic": f"events.{name}", "isCumulative": False,
-                                "query": {"selects": {"user_id": "user_id", column: column}, "wheres": [],
-                                          "timeColumn": "ts", "startPartition": None}}}],
-        "keyColumns": ["user_id"], "accuracy": "TEMPORAL", "derivations": [],
-        "aggregations": [{"inputColumn": column, "operation": op, "argMap": args,
-                          "windows": [] if op == "LAST_K" and UNWINDOWED_LAST_K else WINDOWS, "buckets": []}
-                         for op, args in OPERATIONS],
+        "sources": [
+            {
+                "events": {
+                    "table": table,
+                    "topic": f"events.{name}",
+                    "isCumulative": False,
+                    "query": {
+                        "selects": {"user_id": "user_id", column: column},
+                        "wheres": [],
+                        "timeColumn": "ts",
+                        "startPartition": None,
+                    },
+                }
+            }
+        ],
+        "keyColumns": ["user_id"],
+        "accuracy": "TEMPORAL",
+        "derivations": [],
+        "aggregations": [
+            {
+                "inputColumn": column,
+                "operation": op,
+                "argMap": args,
+                "windows": [] if op == "LAST_K" and UNWINDOWED_LAST_K else WINDOWS,
+                "buckets": [],
+            }
+            for op, args in OPERATIONS
+        ],
     }
 
 
 def join_config() -> dict:
     return {
         "metaData": {"name": "bench.training_set.v1", "outputNamespace": "default", "team": "bench", "online": False},
-        "left": {"events": {"table": "data.checkouts", "query": {"selects": {"user_id": "user_id", "request_id": "request_id"},
-                                                                 "wheres": [], "timeColumn": "ts", "startPartition": None}}},
-        "joinParts": [{"groupBy": group_by("purchases", "data.purchases", "purchase_price"), "keyMapping": {}, "prefix": None},
-                      {"groupBy": group_by("returns", "data.returns", "refund_amt"), "keyMapping": {}, "prefix": None}],
-        "rowIds": ["request_id"], "bootstrapParts": [], "bootstrapFromLog": False, "onlineExternalParts": [],
+        "left": {
+            "events": {
+                "table": "data.checkouts",
+                "query": {
+                    "selects": {"user_id": "user_id", "request_id": "request_id"},
+                    "wheres": [],
+                    "timeColumn": "ts",
+                    "startPartition": None,
+                },
+            }
+        },
+        "joinParts": [
+            {"groupBy": group_by("purchases", "data.purchases", "purchase_price"), "keyMapping": {}, "prefix": None},
+            {"groupBy": group_by("returns", "data.returns", "refund_amt"), "keyMapping": {}, "prefix": None},
+        ],
+        "rowIds": ["request_id"],
+        "bootstrapParts": [],
+        "bootstrapFromLog": False,
+        "onlineExternalParts": [],
         "derivations": [],
     }
 
 
 def generate(root: str, scale: float, users: int, zipf_s: float) -> dict:
-    from feature_assets.datagen.quickstart import generate_quickstart_data
+    from feature_assets.dev.datagen.quickstart import generate_quickstart_data
+
     per_day = lambda total: max(1, int(total * scale / DAYS))  # noqa: E731
-    return generate_quickstart_data(root, START, END, n_users=max(10, int(users * scale)),
-                                    purchases_per_day=per_day(4_000_000), returns_per_day=per_day(1_000_000),
-                                    checkouts_per_day=per_day(500_000), zipf_s=zipf_s, seed=7,
-                                    tables=["purchases", "returns", "checkouts"])
+    return generate_quickstart_data(
+        root,
+        START,
+        END,
+        n_users=max(10, int(users * scale)),
+        purchases_per_day=per_day(4_000_000),
+        returns_per_day=per_day(1_000_000),
+        checkouts_per_day=per_day(500_000),
+        zipf_s=zipf_s,
+        seed=7,
+        tables=["purchases", "returns", "checkouts"],
+    )
 
 
-def run_engine(warehouse, join: dict, out_table: str, persist_parts: bool = True) -> int:
+def run_engine(warehouse, join: Join, out_table: str, persist_parts: bool = True) -> int:
     """The join output for the range; with `persist_parts` each join part is written and read back first,
     as the Dagster asset graph runs it (join parts are assets of their own)."""
-    from feature_assets.engine.join import assemble_join, compute_join_part, read_left
+    from feature_assets.offline.join import assemble_join, compute_join_part, read_left
+
     left = read_left(warehouse, join, START, END)
     parts = []
-    for part in join["joinParts"]:
+    for part in join.join_parts:
         table = compute_join_part(warehouse, join, part, left, START, END, read_snapshot=None)
         if persist_parts:
-            part_table = f"{out_table}_{part['groupBy']['metaData']['name'].split('.')[1]}"
+            part_table = f"{out_table}_{part.group_by.name.split('.')[1]}"
             warehouse.write_partitions(table, part_table, START, END)
             table = warehouse.read(part_table, START, END)
         parts.append((part, table))
@@ -100,11 +157,17 @@ def naive_sql(join: dict) -> str:
             inside = f"{alias}.ts >= l.ts - {millis}"
             value = f"CASE WHEN {inside} THEN {alias}.{column} END"
             suffix = f"{window['length']}{'h' if window['timeUnit'] == 'HOURS' else 'd'}"
-            selects += [f"SUM({value}) AS p{index}_sum_{suffix}", f"COUNT({value}) AS p{index}_count_{suffix}",
-                        f"AVG({value}) AS p{index}_average_{suffix}", f"MAX({value}) AS p{index}_max_{suffix}",
-                        f"percentile_approx({value}, array(0.5, 0.9, 0.99)) AS p{index}_pct_{suffix}"]
-        selects.append(f"slice(transform(sort_array(collect_list(CASE WHEN {alias}.ts IS NOT NULL THEN "
-                       f"named_struct('ts', {alias}.ts, 'v', {alias}.{column}) END), false), x -> x.v), 1, 5) AS p{index}_last5")
+            selects += [
+                f"SUM({value}) AS p{index}_sum_{suffix}",
+                f"COUNT({value}) AS p{index}_count_{suffix}",
+                f"AVG({value}) AS p{index}_average_{suffix}",
+                f"MAX({value}) AS p{index}_max_{suffix}",
+                f"percentile_approx({value}, array(0.5, 0.9, 0.99)) AS p{index}_pct_{suffix}",
+            ]
+        selects.append(
+            f"slice(transform(sort_array(collect_list(CASE WHEN {alias}.ts IS NOT NULL THEN "
+            f"named_struct('ts', {alias}.ts, 'v', {alias}.{column}) END), false), x -> x.v), 1, 5) AS p{index}_last5"
+        )
     parts = []
     for index, part in enumerate(join["joinParts"]):
         table = part["groupBy"]["sources"][0]["events"]["table"]
@@ -113,12 +176,14 @@ def naive_sql(join: dict) -> str:
     queries = []
     for index, table in parts:
         part_selects = [s for s in selects if f" AS p{index}_" in s]
-        queries.append(f"""(SELECT l.request_id AS rid{index}, {', '.join(part_selects)}
-            FROM left_rows l LEFT JOIN {table.replace('.', '_')} e{index}
+        queries.append(f"""(SELECT l.request_id AS rid{index}, {", ".join(part_selects)}
+            FROM left_rows l LEFT JOIN {table.replace(".", "_")} e{index}
               ON e{index}.user_id = l.user_id AND e{index}.ts < l.ts AND e{index}.ts >= l.ts - {30 * 86_400_000}
             GROUP BY l.request_id) q{index}""")
-    return (f"SELECT l.*, q0.*, q1.* FROM left_rows l LEFT JOIN {queries[0]} ON l.request_id = q0.rid0 "
-            f"LEFT JOIN {queries[1]} ON l.request_id = q1.rid1")
+    return (
+        f"SELECT l.*, q0.*, q1.* FROM left_rows l LEFT JOIN {queries[0]} ON l.request_id = q0.rid0 "
+        f"LEFT JOIN {queries[1]} ON l.request_id = q1.rid1"
+    )
 
 
 def run_naive(spark, warehouse, out: str) -> int:
@@ -132,10 +197,16 @@ def run_naive(spark, warehouse, out: str) -> int:
 
 def run_floor(spark, warehouse, out: str) -> None:
     from feature_assets.storage.warehouse import WRITE_OPTIONS
+
     for table in ("data.checkouts", "data.purchases", "data.returns"):
         frame = warehouse.read(table, START, END)
-        (frame.repartition("user_id").sortWithinPartitions("user_id", "ts")
-         .write.mode("overwrite").options(**WRITE_OPTIONS).parquet(f"{out}/{table}"))
+        (
+            frame.repartition("user_id")
+            .sortWithinPartitions("user_id", "ts")
+            .write.mode("overwrite")
+            .options(**WRITE_OPTIONS)
+            .parquet(f"{out}/{table}")
+        )
 
 
 def main(argv=None) -> int:
@@ -148,8 +219,11 @@ def main(argv=None) -> int:
     parser.add_argument("--driver-memory", default="3g")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--repeat", type=int, default=2, help="runs of each full-scale measurement (best is kept)")
-    parser.add_argument("--all-windowed", action="store_true",
-                        help="LAST_K over the windows too, so hot keys are split into time slices")
+    parser.add_argument(
+        "--all-windowed",
+        action="store_true",
+        help="LAST_K over the windows too, so hot keys are split into time slices",
+    )
     args = parser.parse_args(argv)
     global UNWINDOWED_LAST_K
     UNWINDOWED_LAST_K = not args.all_windowed
@@ -157,8 +231,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from feature_assets.resources.spark import SparkResource
     from feature_assets.storage import Warehouse
-    spark = SparkResource(conf={"spark.driver.memory": args.driver_memory,
-                                "spark.sql.shuffle.partitions": "16"}).get_session()
+
+    spark = SparkResource(
+        conf={"spark.driver.memory": args.driver_memory, "spark.sql.shuffle.partitions": "16"}
+    ).get_session()
     spark.sparkContext.setLogLevel("ERROR")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-backfill-"))
     results: dict = {}
@@ -180,9 +256,10 @@ def main(argv=None) -> int:
         # Best of --repeat runs, as at full scale: the first run of a process pays JIT and worker start-up.
         for attempt in range(args.repeat):
             with timed(f"engine @ {scale} #{attempt + 1}", results):
-                run_engine(warehouse, join_config(), "default.bench_engine")
-        results[f"engine @ {scale}"] = min((results[f"engine @ {scale} #{i + 1}"] for i in range(args.repeat)),
-                                           key=lambda r: r["seconds"])
+                run_engine(warehouse, Join.from_json(join_config()), "default.bench_engine")
+        results[f"engine @ {scale}"] = min(
+            (results[f"engine @ {scale} #{i + 1}"] for i in range(args.repeat)), key=lambda r: r["seconds"]
+        )
         started = time.monotonic()
         try:
             with timed(f"naive range join @ {scale}", results):
@@ -199,27 +276,37 @@ def main(argv=None) -> int:
     # 2. Full scale: the engine against the floor job.
     warehouse, counts = prepare(args.scale)
     events = counts["data.purchases"] + counts["data.returns"]
-    print(f"scale {args.scale}: {events} events, {counts['data.checkouts']} left rows, {args.users} users, zipf {args.zipf_s}")
+    print(
+        f"scale {args.scale}: {events} events, {counts['data.checkouts']} left rows, {args.users} users, "
+        f"zipf {args.zipf_s}"
+    )
     # Each measurement is the best of --repeat runs, so JIT, Python workers and file caches are warm for all.
     for attempt in range(args.repeat):
         with timed(f"floor: read, repartition, sort, write #{attempt + 1}", results):
             run_floor(spark, warehouse, str(workdir / "floor"))
         with timed(f"engine: join of two group-bys #{attempt + 1}", results):
-            rows = run_engine(warehouse, join_config(), "default.bench_engine", persist_parts=False)
+            rows = run_engine(warehouse, Join.from_json(join_config()), "default.bench_engine", persist_parts=False)
         with timed(f"engine, join parts persisted as assets #{attempt + 1}", results):
-            run_engine(warehouse, join_config(), "default.bench_engine_assets")
-    for label in ("floor: read, repartition, sort, write", "engine: join of two group-bys",
-                  "engine, join parts persisted as assets"):
+            run_engine(warehouse, Join.from_json(join_config()), "default.bench_engine_assets")
+    for label in (
+        "floor: read, repartition, sort, write",
+        "engine: join of two group-bys",
+        "engine, join parts persisted as assets",
+    ):
         results[label] = min((results[f"{label} #{i + 1}"] for i in range(args.repeat)), key=lambda r: r["seconds"])
     engine = results["engine: join of two group-bys"]
     assets = results["engine, join parts persisted as assets"]
     floor = results["floor: read, repartition, sort, write"]
     print("\nsummary")
-    print(f"  engine: {engine['seconds']:.1f} s for {rows} output rows, "
-          f"{(events + rows) / engine['seconds']:,.0f} input rows/s, peak {engine['peak_gib']:.2f} GiB")
+    print(
+        f"  engine: {engine['seconds']:.1f} s for {rows} output rows, "
+        f"{(events + rows) / engine['seconds']:,.0f} input rows/s, peak {engine['peak_gib']:.2f} GiB"
+    )
     print(f"  engine / floor = {engine['seconds'] / floor['seconds']:.2f}x (target <= 3x)")
-    print(f"  with join parts persisted (the asset graph's way): {assets['seconds']:.1f} s, "
-          f"{assets['seconds'] / floor['seconds']:.2f}x the floor")
+    print(
+        f"  with join parts persisted (the asset graph's way): {assets['seconds']:.1f} s, "
+        f"{assets['seconds'] / floor['seconds']:.2f}x the floor"
+    )
     if compared:
         print(f"  naive / engine = {compared[1]:.1f}x at scale {compared[0]} (target >= 20x)")
     print(json.dumps(results, indent=2))

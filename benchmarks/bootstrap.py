@@ -7,6 +7,7 @@ to the run without bootstrap.
 
     .venv/bin/python benchmarks/bootstrap.py --scale 0.2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,18 +21,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.backfill import END, START, generate, join_config  # noqa: E402
 from benchmarks.common import timed  # noqa: E402
+from feature_assets.model.configs import Join  # noqa: E402
 
 
-def run(warehouse, join: dict, out_table: str) -> dict:
-    from feature_assets.engine.bootstrap import enrich_left
-    from feature_assets.engine.join import assemble_join, compute_needed_join_part, read_left
+def run(warehouse, config: dict, out_table: str) -> dict:
+    from feature_assets.offline.bootstrap import enrich_left
+    from feature_assets.offline.join import assemble_join, compute_needed_join_part, read_left
+
+    join = Join.from_json(config)
     left = read_left(warehouse, join, START, END)
     enriched, _ = enrich_left(warehouse, join, left, START, END)
     warehouse.write_partitions(enriched, out_table + "_bootstrap", START, END)
     enriched = warehouse.read(out_table + "_bootstrap", START, END)
     parts, computed = [], {}
-    for part in join["joinParts"]:
-        name = part["groupBy"]["metaData"]["name"].split(".")[1]
+    for part in join.join_parts:
+        name = part.group_by.name.split(".")[1]
         frame, stats = compute_needed_join_part(warehouse, join, part, enriched, START, END, read_snapshot=None)
         warehouse.write_partitions(frame, f"{out_table}_{name}", START, END)
         parts.append((part, warehouse.read(f"{out_table}_{name}", START, END)))
@@ -50,6 +54,7 @@ def main(argv=None) -> int:
 
     from feature_assets.resources.spark import SparkResource
     from feature_assets.storage import Warehouse
+
     spark = SparkResource(conf={"spark.driver.memory": "3g", "spark.sql.shuffle.partitions": "16"}).get_session()
     spark.sparkContext.setLogLevel("ERROR")
     workdir = Path(tempfile.mkdtemp(prefix="bench-bootstrap-"))
@@ -68,8 +73,9 @@ def main(argv=None) -> int:
     returns = [c for c in plain.columns if c.startswith("bench_returns_v1_")]
     # Precomputed tables, as another join's output would be: the plain run's values for a share of the rows.
     sample = F.abs(F.hash("request_id")) % 100
-    warehouse.write_partitions(plain.where(sample < 95).select("request_id", *purchases, "ds"),
-                               "boot.purchases_95", START, END)
+    warehouse.write_partitions(
+        plain.where(sample < 95).select("request_id", *purchases, "ds"), "boot.purchases_95", START, END
+    )
     warehouse.write_partitions(plain.select("request_id", *returns, "ds"), "boot.returns_100", START, END)
 
     partial = copy.deepcopy(base)
@@ -84,7 +90,7 @@ def main(argv=None) -> int:
         computed = run(warehouse, full, "default.bench_full")
     print(f"    rows computed per part: {computed}")
 
-    same = (warehouse.read("default.bench_full", START, END).exceptAll(plain).count() == 0)
+    same = warehouse.read("default.bench_full", START, END).exceptAll(plain).count() == 0
     baseline = results["no bootstrap"]["seconds"]
     print("\nsummary (ratio = time / time without bootstrap)")
     for label, result in results.items():

@@ -1,4 +1,5 @@
 """Shared benchmark helpers: timing, peak memory of this process tree, and printing."""
+
 from __future__ import annotations
 
 import os
@@ -57,7 +58,7 @@ class PeakMemory:
 
     @property
     def gib(self) -> float:
-        return self.peak / 2 ** 30
+        return self.peak / 2**30
 
 
 @contextmanager

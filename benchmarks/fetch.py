@@ -16,6 +16,7 @@ Prints p50 / p99 latency and throughput per scenario and the server used. MongoD
 else a local SecantusDB started for the run (written in Python, so absolute numbers are far from a real
 MongoDB's; compare with the floor of the same run).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,22 +36,30 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from feature_assets.engine.specs import agg_specs, output_type  # noqa: E402
-from feature_assets.engine.window_kernel import compute_features  # noqa: E402
-from feature_assets.online.fetcher import Fetcher  # noqa: E402
-from feature_assets.online.kv_store import (MongoKVStore, batch_dataset, batch_versions, doc_id,  # noqa: E402
-                                            streaming_dataset)
+from pyspark.sql.types import LongType  # noqa: E402
+
+from feature_assets.aggregation.windows import compute_features  # noqa: E402
+from feature_assets.compiler import load_compiled_file  # noqa: E402
+from feature_assets.model import JOINS  # noqa: E402
+from feature_assets.offline.specs import output_type  # noqa: E402
+from feature_assets.online.batch_encoding import (  # noqa: E402
+    encode_snapshot_rows,
+    encode_temporal_rows,
+    end_of_day_millis,
+    load_rows,
+    make_schema,
+)
+from feature_assets.online.fetch.fetcher import Fetcher  # noqa: E402
+from feature_assets.online.store import MongoKVStore, batch_versions, doc_id, upload_metadata  # noqa: E402
 from feature_assets.online.streaming_writer import StreamingWriter  # noqa: E402
-from feature_assets.online.upload import (encode_snapshot_rows, encode_temporal_rows, end_of_day_millis,  # noqa: E402
-                                          load_rows, make_schema, upload_metadata)
 
 DAY = 86_400_000
 BATCH_DS = "2023-11-30"
 PRODUCTION = ROOT / "quickstart" / "production"
 
 
-def compiled(path: str) -> dict:
-    return json.loads((PRODUCTION / path).read_text())
+def compiled(path: str):
+    return load_compiled_file(PRODUCTION / path)
 
 
 def synthesize(n_users: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -62,9 +71,13 @@ def synthesize(n_users: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]
         # every user has at least one event (so every key is uploaded), the rest at random
         n = int(n_users * per_user)
         who = np.concatenate([np.arange(n_users), rng.integers(0, n_users, max(n - n_users, 0))])
-        return pd.DataFrame({"user_id": users[who],
-                             "ts": (end - rng.integers(1, 29 * DAY, len(who))).astype(np.int64),
-                             column: rng.integers(1, 500, len(who)).astype(np.int64)})
+        return pd.DataFrame(
+            {
+                "user_id": users[who],
+                "ts": (end - rng.integers(1, 29 * DAY, len(who))).astype(np.int64),
+                column: rng.integers(1, 500, len(who)).astype(np.int64),
+            }
+        )
 
     return events(3.0, "purchase_price"), events(1.5, "refund_amt")
 
@@ -96,8 +109,12 @@ def run_clients(call, requests: list, clients: int) -> dict:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    return {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "rps": len(latencies) / elapsed,
-            "n": len(latencies)}
+    return {
+        "p50": percentile(latencies, 0.5),
+        "p99": percentile(latencies, 0.99),
+        "rps": len(latencies) / elapsed,
+        "n": len(latencies),
+    }
 
 
 def main(argv=None) -> int:
@@ -115,13 +132,15 @@ def main(argv=None) -> int:
     uri = os.environ.get("FEATURE_ASSETS_MONGO_URI")
     mongo = None
     if not uri:
-        from feature_assets.services.local import start_mongo
+        from feature_assets.dev.services.local import start_mongo
+
         state = Path(tempfile.mkdtemp(prefix="fetch-bench-"))
         mongo = start_mongo(state / "mongo", log_path=state / "mongo.log")
         uri = mongo.url
     store = MongoKVStore.from_uri(uri, args.database)
     info = store.db.client.server_info()
-    server = f"{'SecantusDB (local, started for this run)' if mongo else uri.split('@')[-1]}; reports MongoDB {info.get('version')}"
+    where = "SecantusDB (local, started for this run)" if mongo else uri.split("@")[-1]
+    server = f"{where}; reports MongoDB {info.get('version')}"
     print(f"server: {server}")
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     try:
@@ -142,52 +161,65 @@ def run(args, store: MongoKVStore, uri: str, client_counts: list[int]) -> int:
     started = time.perf_counter()
     purchases, returns = synthesize(args.keys)
     end = end_of_day_millis(BATCH_DS)
-    specs = agg_specs(purchases_gb)
+    specs = purchases_gb.specs
     users = sorted(purchases["user_id"].unique())
-    daily = compute_features(purchases, pd.DataFrame({"user_id": users, "ts": end}), ["user_id"], specs,
-                             frozenset({"purchase_price"}))
-    from pyspark.sql.types import LongType
-    purchase_schema = make_schema(purchases_gb, {"user_id": "string"},
-                                  {s.column_name: output_type(s, LongType()).simpleString() for s in specs})
+    daily = compute_features(
+        purchases, pd.DataFrame({"user_id": users, "ts": end}), ["user_id"], specs, frozenset({"purchase_price"})
+    )
+    purchase_schema = make_schema(
+        purchases_gb, {"user_id": "string"}, {s.column_name: output_type(s, LongType()).simpleString() for s in specs}
+    )
     purchase_rows = encode_snapshot_rows(daily, purchase_schema)
     return_schema = make_schema(returns_gb, {"user_id": "string"}, {"refund_amt": "bigint"})
     return_rows = encode_temporal_rows(returns, return_schema, returns_gb, end)
-    print(f"encoded uploads in {time.perf_counter() - started:.1f}s: {len(purchase_rows)} purchases rows "
-          f"(avg {np.mean([len(v) for v in purchase_rows['value']]):.0f} B), {len(return_rows)} returns rows "
-          f"(avg {np.mean([len(v) for v in return_rows['value']]):.0f} B)")
+    print(
+        f"encoded uploads in {time.perf_counter() - started:.1f}s: {len(purchase_rows)} purchases rows "
+        f"(avg {np.mean([len(v) for v in purchase_rows['value']]):.0f} B), {len(return_rows)} returns rows "
+        f"(avg {np.mean([len(v) for v in return_rows['value']]):.0f} B)"
+    )
     total_rows, load_seconds = 0, 0.0
     for gb, rows, schema in ((purchases_gb, purchase_rows, purchase_schema), (returns_gb, return_rows, return_schema)):
         result = load_rows(store, gb, BATCH_DS, rows, schema)
         total_rows += result["rows"]
         load_seconds += result["seconds"]
-        print(f"bulk load {batch_dataset(gb['metaData']['name'])}: {result['rows']} keys in {result['seconds']:.1f}s "
-              f"= {result['rows'] / result['seconds']:.0f} keys/s")
+        print(
+            f"bulk load {gb.batch_dataset}: {result['rows']} keys in {result['seconds']:.1f}s "
+            f"= {result['rows'] / result['seconds']:.0f} keys/s"
+        )
     print(f"bulk load rate: {total_rows / load_seconds:.0f} keys/s overall ({total_rows} documents)")
-    upload_metadata(store, "joins", join)
+    upload_metadata(store, JOINS, join)
     rng = np.random.default_rng(1)
     at = end + 6 * 3_600_000
     streamed = rng.choice(len(users), size=max(1, len(users) // 10), replace=False)
     StreamingWriter(store, returns_gb).write(
-        [{"key": {"user_id": users[i]}, "ts": int(end + rng.integers(0, 6 * 3_600_000)),
-          "values": {"refund_amt": int(rng.integers(1, 300))}, "event_id": f"s{i}"} for i in streamed])
+        [
+            {
+                "key": {"user_id": users[i]},
+                "ts": int(end + rng.integers(0, 6 * 3_600_000)),
+                "values": {"refund_amt": int(rng.integers(1, 300))},
+                "event_id": f"s{i}",
+            }
+            for i in streamed
+        ]
+    )
     print(f"streaming events written: {len(streamed)}")
 
     # ---------------------------------------------------------------- requests
     key_pool = [users[i] for i in rng.integers(0, len(users), args.requests)]
     singles = [{"user_id": u} for u in key_pool]
-    batches = [[{"user_id": users[i]} for i in rng.integers(0, len(users), args.batch_size)]
-               for _ in range(args.batches)]
+    batches = [
+        [{"user_id": users[i]} for i in rng.integers(0, len(users), args.batch_size)] for _ in range(args.batches)
+    ]
     fetcher = Fetcher(store)
     fetcher.fetch_join("quickstart/training_set.v2", singles[0], at)  # warm the config caches
     check = fetcher.fetch_join("quickstart/training_set.v2", singles[:3], at)
     assert all(r["error"] is None for r in check), check
     print(f"features per response: {len(check[0]['values'])}")
 
-    versions = {gb["metaData"]["name"]: batch_versions(store, gb["metaData"]["name"])[BATCH_DS]["version"]
-                for gb in (purchases_gb, returns_gb)}
-    purchases_coll = store.db[batch_dataset("quickstart.purchases.v1")]
-    returns_coll = store.db[batch_dataset("quickstart.returns.v1")]
-    stream_coll = store.db[streaming_dataset("quickstart.returns.v1")]
+    versions = {gb.name: batch_versions(store, gb.name)[BATCH_DS]["version"] for gb in (purchases_gb, returns_gb)}
+    purchases_coll = store.db[purchases_gb.batch_dataset]
+    returns_coll = store.db[returns_gb.batch_dataset]
+    stream_coll = store.db[returns_gb.streaming_dataset]
 
     def key_json(request):
         return json.dumps(request, sort_keys=True, separators=(",", ":"))
@@ -213,8 +245,11 @@ def run(args, store: MongoKVStore, uri: str, client_counts: list[int]) -> int:
         results.append((mode, shape, clients, stats, floor))
         ratio = f"  p99/floor p99 {stats['p99'] / floor['p99']:.2f}x" if floor else ""
         unit = "req/s" if shape == "single" else f"batches/s ({stats['rps'] * args.batch_size:.0f} keys/s)"
-        print(f"{mode:10s} {shape:9s} clients={clients}: p50 {stats['p50']:7.2f} ms  p99 {stats['p99']:7.2f} ms  "
-              f"{stats['rps']:8.1f} {unit}{ratio}", flush=True)
+        print(
+            f"{mode:10s} {shape:9s} clients={clients}: p50 {stats['p50']:7.2f} ms  p99 {stats['p99']:7.2f} ms  "
+            f"{stats['rps']:8.1f} {unit}{ratio}",
+            flush=True,
+        )
 
     print("\n--- in-process fetches vs the raw pymongo floor (same documents) ---")
     for clients in client_counts:
@@ -227,11 +262,18 @@ def run(args, store: MongoKVStore, uri: str, client_counts: list[int]) -> int:
 
     if not args.no_http:
         import httpx
-        from feature_assets.services.local import find_free_port
+
+        from feature_assets.dev.services.local import find_free_port
+
         port = find_free_port()
         env = {**os.environ, "FEATURE_ASSETS_MONGO_URI": uri, "FEATURE_ASSETS_MONGO_DATABASE": args.database}
-        server = subprocess.Popen([sys.executable, "-m", "feature_assets.cli", "serve", "--port", str(port)],
-                                  env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "feature_assets.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 30
@@ -272,8 +314,10 @@ def run(args, store: MongoKVStore, uri: str, client_counts: list[int]) -> int:
     print("\n--- summary ---")
     for mode, shape, clients, stats, floor in results:
         extra = f" (floor p99 {floor['p99']:.2f} ms, {stats['p99'] / floor['p99']:.2f}x)" if floor else ""
-        print(f"{mode:10s} {shape:9s} x{clients}: p50 {stats['p50']:.2f} ms, p99 {stats['p99']:.2f} ms, "
-              f"{stats['rps']:.1f}/s{extra}")
+        print(
+            f"{mode:10s} {shape:9s} x{clients}: p50 {stats['p50']:.2f} ms, p99 {stats['p99']:.2f} ms, "
+            f"{stats['rps']:.1f}/s{extra}"
+        )
     return 0
 
 

@@ -2,14 +2,19 @@
 
 Shaped like Chronon's quickstart `compile.py` and `run.py` modes.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
+
+# Each command imports what it needs when it runs: `feature-assets fetch` must not pay for loading Spark and
+# Dagster, so the layers below are imported inside the commands (the CLI is the top layer; nothing imports it).
+MONGO_URI_ENV = "FEATURE_ASSETS_MONGO_URI"
+MONGO_DATABASE_ENV = "FEATURE_ASSETS_MONGO_DATABASE"
 
 
 def _repo_of(conf: Path) -> Path:
@@ -22,6 +27,7 @@ def _repo_of(conf: Path) -> Path:
 
 def cmd_compile(args) -> int:
     from feature_assets.compiler import CompileError, compile_configs, write_compiled
+
     repo = Path(args.repo or ".").resolve()
     try:
         written = write_compiled(compile_configs(repo, args.conf), force=args.force)
@@ -34,9 +40,11 @@ def cmd_compile(args) -> int:
 
 
 def cmd_generate_data(args) -> int:
-    from feature_assets.datagen.quickstart import generate_quickstart_data
-    counts = generate_quickstart_data(args.warehouse, args.start_ds, args.end_ds, n_users=args.users,
-                                      zipf_s=args.zipf_s, seed=args.seed)
+    from feature_assets.dev.datagen.quickstart import generate_quickstart_data
+
+    counts = generate_quickstart_data(
+        args.warehouse, args.start_ds, args.end_ds, n_users=args.users, zipf_s=args.zipf_s, seed=args.seed
+    )
     print(json.dumps(counts, indent=2))
     return 0
 
@@ -44,17 +52,21 @@ def cmd_generate_data(args) -> int:
 def cmd_backfill(args) -> int:
     from feature_assets.compiler import load_compiled_file
     from feature_assets.definitions import build_definitions
-    from feature_assets.definitions.runs import run_backfill
+    from feature_assets.definitions.runs import quiet_dagster_warnings, run_backfill
+
+    quiet_dagster_warnings()
     conf = Path(args.conf)
-    kind, config = load_compiled_file(conf)
-    repo = _repo_of(conf)
-    defs = build_definitions(repo)
-    result = run_backfill(defs, kind, config["metaData"]["name"], args.start_ds, args.end_ds)
+    config = load_compiled_file(conf)
+    # The partitions start at --start-ds: the command alone is the contract, with or without repo settings.
+    defs = build_definitions(_repo_of(conf), start_date=args.start_ds)
+    result = run_backfill(defs, config.kind, config.name, args.start_ds, args.end_ds)
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
         rows = materialization.metadata.get("dagster/row_count")
-        print(f"materialized {materialization.asset_key.to_user_string()} [{materialization.partition}]"
-              f" rows={rows.value if rows else '?'}")
+        print(
+            f"materialized {materialization.asset_key.to_user_string()} [{materialization.partition}]"
+            f" rows={rows.value if rows else '?'}"
+        )
     failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
     for evaluation in failed_checks:
         print(f"check failed: {evaluation.asset_key.to_user_string()} {evaluation.check_name}", file=sys.stderr)
@@ -69,6 +81,7 @@ def cmd_backfill(args) -> int:
 def cmd_show(args) -> int:
     from feature_assets.resources.spark import SparkResource
     from feature_assets.storage import Warehouse
+
     store = Warehouse(SparkResource().get_session(), args.warehouse)
     frame = store.read(args.table, args.ds, args.ds)
     if args.where:
@@ -78,76 +91,86 @@ def cmd_show(args) -> int:
 
 
 def cmd_quickstart(args) -> int:
-    from feature_assets.quickstart_run import run
+    from feature_assets.definitions.runs import quiet_dagster_warnings
+    from feature_assets.dev.quickstart import run
+
+    quiet_dagster_warnings()
     return run(regenerate=args.regenerate)
 
 
-# --------------------------------------------------------------------------- online (issue 5)
+# --------------------------------------------------------------------------- online
 
 
 def _online_store():
-    import os
-    from feature_assets.online.kv_store import DEFAULT_DATABASE, MONGO_URI_ENV, MongoKVStore
+    from feature_assets.online.store import DEFAULT_DATABASE, MongoKVStore
+
     uri = os.environ.get(MONGO_URI_ENV)
     if not uri:
-        raise SystemExit(f"set {MONGO_URI_ENV} to the online store's MongoDB URI "
-                         "(e.g. from `python -m feature_assets.services.local up`)")
-    database = os.environ.get("FEATURE_ASSETS_MONGO_DATABASE", DEFAULT_DATABASE)
+        raise SystemExit(f"set {MONGO_URI_ENV} to the online store's MongoDB URI")
+    database = os.environ.get(MONGO_DATABASE_ENV, DEFAULT_DATABASE)
     return MongoKVStore.from_uri(uri, database), uri, database
 
 
-def _online_group_bys(conf: str) -> list[dict]:
+def _online_group_bys(conf: str):
     """The group-bys named by a compiled group-by, or every part of a compiled join."""
     from feature_assets.compiler import load_compiled_file
-    kind, config = load_compiled_file(Path(conf))
-    if kind == "joins":
-        return [part["groupBy"] for part in config["joinParts"]]
-    if kind != "group_bys":
+    from feature_assets.model import GroupBy, Join
+
+    config = load_compiled_file(Path(conf))
+    if isinstance(config, Join):
+        return config.group_bys
+    if not isinstance(config, GroupBy):
         raise SystemExit(f"{conf} is not a group-by or a join")
     return [config]
 
 
 def cmd_upload(args) -> int:
-    from feature_assets.online.upload import run_upload, upload_table
+    from feature_assets.offline.upload import run_upload
     from feature_assets.resources.spark import SparkResource
     from feature_assets.storage import Warehouse
+
     warehouse = Warehouse(SparkResource().get_session(), args.warehouse)
     for group_by in _online_group_bys(args.conf):
         rows = run_upload(warehouse, group_by, args.ds)
-        print(f"wrote {upload_table(group_by)} [{args.ds}] rows={rows}")
+        print(f"wrote {group_by.upload_table} [{args.ds}] rows={rows}")
     return 0
 
 
 def cmd_load(args) -> int:
-    from feature_assets.online.kv_store import batch_dataset
-    from feature_assets.online.upload import load_upload
+    from feature_assets.offline.upload import load_upload
     from feature_assets.resources.spark import SparkResource
     from feature_assets.storage import Warehouse
+
     store, uri, database = _online_store()
     warehouse = Warehouse(SparkResource().get_session(), args.warehouse)
     for group_by in _online_group_bys(args.conf):
         result = load_upload(warehouse, group_by, args.ds, store, uri, database)
         rate = f" ({result['rows'] / result['seconds']:.0f} keys/s)" if result["seconds"] else ""
-        print(f"{batch_dataset(group_by['metaData']['name'])} [{args.ds}]: {result['status']} version "
-              f"{result['version']} rows={result['rows']} in {result['seconds']}s{rate}")
+        print(
+            f"{group_by.batch_dataset} [{args.ds}]: {result['status']} version "
+            f"{result['version']} rows={result['rows']} in {result['seconds']}s{rate}"
+        )
     return 0
 
 
 def cmd_metadata_upload(args) -> int:
     from feature_assets.compiler import load_compiled_file
-    from feature_assets.online.upload import upload_metadata
+    from feature_assets.model import GroupBy, Join
+    from feature_assets.online.store import upload_metadata
+
     store, _, _ = _online_store()
-    kind, config = load_compiled_file(Path(args.conf))
-    if kind not in ("joins", "group_bys"):
+    config = load_compiled_file(Path(args.conf))
+    if not isinstance(config, (Join, GroupBy)):
         raise SystemExit(f"{args.conf} is not a join or a group-by")
-    for key in upload_metadata(store, kind, config):
+    for key in upload_metadata(store, config.kind, config):
         print(f"stored {key}")
     return 0
 
 
 def cmd_fetch(args) -> int:
-    from feature_assets.online.fetcher import Fetcher, UnknownName, UnsupportedDerivation
-    from feature_assets.online.kv_store import StoreUnavailable
+    from feature_assets.online.fetch.fetcher import Fetcher, UnknownName, UnsupportedDerivation
+    from feature_assets.online.store import StoreUnavailable
+
     try:
         keys = json.loads(args.keys)
     except json.JSONDecodeError as error:
@@ -169,14 +192,17 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from feature_assets.online.service import serve
+    from feature_assets.online.fetch.service import serve
+
     serve(host=args.host, port=args.port, max_batch=args.max_batch)
     return 0
 
 
 def add_online_commands(commands) -> None:
     upload = commands.add_parser("upload", help="write a group-by's online upload table partition (Spark)")
-    upload.add_argument("--conf", required=True, help="e.g. production/group_bys/quickstart/purchases.v1 (a join: all its parts)")
+    upload.add_argument(
+        "--conf", required=True, help="e.g. production/group_bys/quickstart/purchases.v1 (a join: all its parts)"
+    )
     upload.add_argument("--ds", required=True)
     upload.add_argument("--warehouse")
     upload.set_defaults(func=cmd_upload)
@@ -194,15 +220,15 @@ def add_online_commands(commands) -> None:
     fetch = commands.add_parser("fetch", help="fetch online features and print them as JSON")
     fetch.add_argument("--type", required=True, choices=["group-by", "join"])
     fetch.add_argument("--name", required=True, help="e.g. quickstart/purchases.v1")
-    fetch.add_argument("-k", "--keys", required=True, help='a JSON object of keys (or an array of them)')
+    fetch.add_argument("-k", "--keys", required=True, help="a JSON object of keys (or an array of them)")
     fetch.add_argument("--at-millis", type=int, help="request time in epoch millis (default: now)")
     fetch.set_defaults(func=cmd_fetch)
 
-    serve = commands.add_parser("serve", help="serve fetches over HTTP (FastAPI + uvicorn)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-batch", type=int, default=1000)
-    serve.set_defaults(func=cmd_serve)
+    serve_ = commands.add_parser("serve", help="serve fetches over HTTP (FastAPI + uvicorn)")
+    serve_.add_argument("--host", default="127.0.0.1")
+    serve_.add_argument("--port", type=int, default=8000)
+    serve_.add_argument("--max-batch", type=int, default=1000)
+    serve_.set_defaults(func=cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,15 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import dagster
-    for category in (dagster.BetaWarning, dagster.PreviewWarning, dagster.SupersessionWarning):
-        warnings.filterwarnings("ignore", category=category)
     args = build_parser().parse_args(argv)
-    if args.command in NEEDS_MONGO and not os.environ.get("FEATURE_ASSETS_MONGO_URI"):
-        # Embedded default: the project's local MongoDB-protocol server, on the data the quickstart loaded.
-        from feature_assets.quickstart_run import STATE_DIR
-        from feature_assets.services.local import local_services
-        with local_services(STATE_DIR, mongo=True, kafka=False):
+    if args.command in NEEDS_MONGO and not os.environ.get(MONGO_URI_ENV):
+        # Embedded default: the local MongoDB-protocol server (state in ./.services), on the data the
+        # quickstart loaded.
+        from feature_assets.dev.services.local import default_state_dir, local_services
+
+        with local_services(default_state_dir(), mongo=True, kafka=False):
             return args.func(args)
     return args.func(args)
 

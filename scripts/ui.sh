@@ -9,7 +9,7 @@ export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT/.dagster_home}"
 mkdir -p "$DAGSTER_HOME" .services
 if [ -z "${FEATURE_ASSETS_MONGO_URI:-}" ]; then
   rm -f .services/services.env
-  .venv/bin/python -m feature_assets.services.local up --state-dir .services &
+  .venv/bin/python -m feature_assets.dev.services.local up --state-dir .services &
   SERVICES=$!
   trap 'kill $SERVICES 2>/dev/null; wait $SERVICES 2>/dev/null' EXIT
   for _ in $(seq 100); do [ -f .services/services.env ] && break; sleep 0.2; done

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
+from support.paths import PROJECT_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER_SERVICES = ("user_code", "dagster_webserver", "dagster_daemon")
 EXPECTED_ENV = {
     "FEATURE_ASSETS_KAFKA_BOOTSTRAP": "kafka:9092",
@@ -17,9 +16,7 @@ EXPECTED_ENV = {
     "FEATURE_ASSETS_SPARK_MASTER": "local[*]",
     "DAGSTER_HOME": "/opt/dagster/home",
 }
-MONGO_URI = (
-    "mongodb://${MONGO_INITDB_ROOT_USERNAME:-admin}:${MONGO_INITDB_ROOT_PASSWORD:?"
-)
+MONGO_URI = "mongodb://${MONGO_INITDB_ROOT_USERNAME:-admin}:${MONGO_INITDB_ROOT_PASSWORD:?"
 # A required variable: `${NAME}` or `${NAME:?message}` / `${NAME?message}`, never a default.
 REQUIRED_REFERENCE = re.compile(r"^\$\{[A-Z0-9_]+(:?\?[^}]*)?\}$")
 REFERENCE = re.compile(r"\$\{[^}]*\}")
@@ -27,7 +24,7 @@ REFERENCE = re.compile(r"\$\{[^}]*\}")
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    return yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -108,7 +105,7 @@ def test_commands_point_at_the_code_server(compose):
 
 
 def test_dockerfile_builds_the_code_server_image():
-    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
     assert "openjdk-17-jre-headless" in dockerfile
     assert "pip install ." in dockerfile
@@ -119,7 +116,7 @@ def test_dockerfile_builds_the_code_server_image():
 def test_dagster_instance_config_is_valid(tmp_path):
     from dagster import DagsterInstance
 
-    config = (REPO_ROOT / "docker" / "dagster.yaml").read_text()
+    config = (PROJECT_ROOT / "docker" / "dagster.yaml").read_text()
     (tmp_path / "dagster.yaml").write_text(config.replace("/opt/dagster/storage", str(tmp_path)))
     instance = DagsterInstance.from_config(str(tmp_path))
     try:
@@ -129,7 +126,7 @@ def test_dagster_instance_config_is_valid(tmp_path):
 
 
 def test_workspace_loads_the_code_server():
-    workspace = yaml.safe_load((REPO_ROOT / "workspace.docker.yaml").read_text())
+    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.docker.yaml").read_text())
     assert workspace["load_from"] == [
         {"grpc_server": {"host": "user_code", "port": 4000, "location_name": "feature_assets"}}
     ]

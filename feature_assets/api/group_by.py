@@ -1,10 +1,11 @@
 """GroupBy: keyed, windowed aggregations over sources (Chronon's group_by module)."""
+
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 from feature_assets.api.naming import creation_module_globals
 from feature_assets.api.sources import topic_of
@@ -25,7 +26,7 @@ class Window:
     length: int
     time_unit: TimeUnit = TimeUnit.DAYS
 
-    def __init__(self, length: int, time_unit: TimeUnit = None, timeUnit: TimeUnit = None):
+    def __init__(self, length: int, time_unit: TimeUnit | None = None, timeUnit: TimeUnit | None = None):
         object.__setattr__(self, "length", length)
         object.__setattr__(self, "time_unit", TimeUnit(time_unit or timeUnit or TimeUnit.DAYS))
 
@@ -41,6 +42,7 @@ class Window:
 @dataclass(frozen=True)
 class OperationSpec:
     """An operation with its arguments, e.g. LAST_K(10) -> OperationSpec("LAST_K", {"k": "10"})."""
+
     name: str
     args: tuple = ()
 
@@ -75,13 +77,21 @@ class Operation:
 
     @staticmethod
     def APPROX_PERCENTILE(percentiles, k: int = 200):
-        return OperationSpec("APPROX_PERCENTILE", (("percentiles", json.dumps([float(p) for p in percentiles])),
-                                                    ("k", str(int(k)))))
+        return OperationSpec(
+            "APPROX_PERCENTILE", (("percentiles", json.dumps([float(p) for p in percentiles])), ("k", str(int(k))))
+        )
 
 
 class Aggregation:
-    def __init__(self, input_column: str = None, operation: Any = None, windows: Optional[list[Window]] = None,
-                 buckets: Optional[list[str]] = None, tags: Optional[dict] = None, **camel):
+    def __init__(
+        self,
+        input_column: str | None = None,
+        operation: Any = None,
+        windows: list[Window] | None = None,
+        buckets: list[str] | None = None,
+        tags: dict | None = None,
+        **camel,
+    ):
         self.input_column = input_column or camel.pop("inputColumn", None)
         if isinstance(operation, str):
             operation = OperationSpec(operation)
@@ -98,19 +108,33 @@ class Derivation:
     name: str
     expression: str
 
-    def __init__(self, name: str, expr: str = None, expression: str = None):
+    def __init__(self, name: str, expr: str | None = None, expression: str | None = None):
         self.name = name
-        self.expression = expr if expr is not None else expression
+        self.expression = (expr if expr is not None else expression) or ""
 
 
 class GroupBy:
-    def __init__(self, sources, keys: list[str], aggregations: Optional[list[Aggregation]] = None,
-                 online: bool = False, production: bool = False, backfill_start_date: Optional[str] = None,
-                 dependencies: Optional[list[str]] = None, env: Optional[dict] = None,
-                 table_properties: Optional[dict] = None, output_namespace: Optional[str] = None,
-                 accuracy: Optional[Accuracy] = None, lag: int = 0, offline_schedule: str = "@daily",
-                 name: Optional[str] = None, tags: Optional[dict] = None,
-                 derivations: Optional[list[Derivation]] = None, team: Optional[str] = None, **kwargs):
+    def __init__(
+        self,
+        sources,
+        keys: list[str],
+        aggregations: list[Aggregation] | None = None,
+        online: bool = False,
+        production: bool = False,
+        backfill_start_date: str | None = None,
+        dependencies: list[str] | None = None,
+        env: dict | None = None,
+        table_properties: dict | None = None,
+        output_namespace: str | None = None,
+        accuracy: Accuracy | None = None,
+        lag: int = 0,
+        offline_schedule: str | None = None,
+        name: str | None = None,
+        tags: dict | None = None,
+        derivations: list[Derivation] | None = None,
+        team: str | None = None,
+        **kwargs,
+    ):
         self.sources = list(sources) if isinstance(sources, (list, tuple)) else [sources]
         self.keys = list(keys)
         self.aggregations = list(aggregations) if aggregations else []
@@ -118,6 +142,7 @@ class GroupBy:
         self.production = bool(production)
         self.backfill_start_date = backfill_start_date
         self.dependencies = list(dependencies or [])
+        self.env = dict(env or {})
         self.table_properties = dict(table_properties or {})
         self.output_namespace = output_namespace
         self.explicit_accuracy = Accuracy(accuracy) if accuracy is not None else None

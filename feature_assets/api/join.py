@@ -1,7 +1,8 @@
 """Join: a left source enriched with group-by features, bootstrap data and external parts."""
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from feature_assets.api.naming import creation_module_globals, output_table_name
 from feature_assets.api.query import Query
@@ -9,6 +10,7 @@ from feature_assets.api.query import Query
 
 class DataType:
     """Chronon's DataType constants; composite types are tuples so they serialize to JSON."""
+
     BOOLEAN = "BOOLEAN"
     SHORT = "SHORT"
     INT = "INT"
@@ -32,8 +34,14 @@ class DataType:
 
 
 class JoinPart:
-    def __init__(self, group_by: Any = None, key_mapping: Optional[dict[str, str]] = None,
-                 prefix: Optional[str] = None, tags: Optional[dict] = None, **camel):
+    def __init__(
+        self,
+        group_by: Any = None,
+        key_mapping: dict[str, str] | None = None,
+        prefix: str | None = None,
+        tags: dict | None = None,
+        **camel,
+    ):
         self.group_by = group_by or camel.pop("groupBy", None)
         self.key_mapping = dict(key_mapping or camel.pop("keyMapping", None) or {})
         self.prefix = prefix
@@ -45,8 +53,14 @@ class JoinPart:
 class ExternalSource:
     """A feature source served by the user's own code online; offline it only comes from bootstrap."""
 
-    def __init__(self, name: str, team: Optional[str] = None, key_fields: Optional[list] = None,
-                 value_fields: Optional[list] = None, custom_json: Optional[str] = None):
+    def __init__(
+        self,
+        name: str,
+        team: str | None = None,
+        key_fields: list | None = None,
+        value_fields: list | None = None,
+        custom_json: str | None = None,
+    ):
         self.name = name
         self.team = team
         self.key_fields = [tuple(f) for f in (key_fields or [])]
@@ -57,40 +71,61 @@ class ExternalSource:
 class ContextualSource(ExternalSource):
     """Request context passed by the caller (for example a request id), logged with the features."""
 
-    def __init__(self, fields: list, team: Optional[str] = "chronon"):
+    def __init__(self, fields: list, team: str | None = "chronon"):
         super().__init__(name="contextual", team=team, key_fields=fields, value_fields=fields)
 
 
 class ExternalPart:
-    def __init__(self, source: ExternalSource, key_mapping: Optional[dict[str, str]] = None,
-                 prefix: Optional[str] = None):
+    def __init__(self, source: ExternalSource, key_mapping: dict[str, str] | None = None, prefix: str | None = None):
         self.source = source
         self.key_mapping = dict(key_mapping or {})
         self.prefix = prefix
 
 
 class BootstrapPart:
-    def __init__(self, table: str, query: Optional[Query] = None, key_columns: Optional[list[str]] = None):
+    def __init__(self, table: str, query: Query | None = None, key_columns: list[str] | None = None):
         self.table = table
         self.query = query if query is not None else Query()
         self.key_columns = list(key_columns) if key_columns else None
 
 
 class Join:
-    def __init__(self, left: Any, right_parts: list[JoinPart], check_consistency: Optional[bool] = None,
-                 additional_args: Optional[list] = None, additional_env: Optional[list] = None,
-                 dependencies: Optional[list] = None, online: bool = False, production: bool = False,
-                 output_namespace: Optional[str] = None, table_properties: Optional[dict] = None,
-                 env: Optional[dict] = None, lag: int = 0, skew_keys: Optional[dict] = None,
-                 sample_percent: Optional[float] = None, consistency_sample_percent: float = 5.0,
-                 online_external_parts: Optional[list[ExternalPart]] = None, offline_schedule: str = "@daily",
-                 historical_backfill: Optional[bool] = None, row_ids: Optional[list[str]] = None,
-                 bootstrap_parts: Optional[list[BootstrapPart]] = None, bootstrap_from_log: bool = False,
-                 label_part: Any = None, derivations: Optional[list] = None, tags: Optional[dict] = None,
-                 team: Optional[str] = None, name: Optional[str] = None, **kwargs):
+    def __init__(
+        self,
+        left: Any,
+        right_parts: list[JoinPart],
+        check_consistency: bool | None = None,
+        additional_args: list | None = None,
+        additional_env: list | None = None,
+        dependencies: list | None = None,
+        online: bool = False,
+        production: bool = False,
+        output_namespace: str | None = None,
+        table_properties: dict | None = None,
+        env: dict | None = None,
+        lag: int = 0,
+        skew_keys: dict | None = None,
+        sample_percent: float | None = None,
+        consistency_sample_percent: float = 5.0,
+        online_external_parts: list[ExternalPart] | None = None,
+        offline_schedule: str | None = None,
+        historical_backfill: bool | None = None,
+        row_ids: list[str] | None = None,
+        bootstrap_parts: list[BootstrapPart] | None = None,
+        bootstrap_from_log: bool = False,
+        label_part: Any = None,
+        derivations: list | None = None,
+        tags: dict | None = None,
+        team: str | None = None,
+        name: str | None = None,
+        **kwargs,
+    ):
         self.left = left
         self.right_parts = list(right_parts or [])
         self.check_consistency = check_consistency
+        self.additional_args = list(additional_args or [])
+        self.additional_env = list(additional_env or [])
+        self.env = dict(env or {})
         self.dependencies = list(dependencies or [])
         self.online = bool(online)
         self.production = bool(production)

@@ -1,8 +1,8 @@
 """Queries: which columns a source exposes, with which filters and time columns."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 def select(*columns: str, **aliased: str) -> dict[str, str]:
@@ -14,19 +14,29 @@ def select(*columns: str, **aliased: str) -> dict[str, str]:
 
 @dataclass
 class Query:
-    selects: Optional[dict[str, str]] = None
+    selects: dict[str, str] | None = None
     wheres: list[str] = field(default_factory=list)
-    start_partition: Optional[str] = None
-    end_partition: Optional[str] = None
-    time_column: Optional[str] = None
+    start_partition: str | None = None
+    end_partition: str | None = None
+    time_column: str | None = None
     setups: list[str] = field(default_factory=list)
-    mutation_time_column: Optional[str] = None
-    reversal_column: Optional[str] = None
-    partition_column: Optional[str] = None
+    mutation_time_column: str | None = None
+    reversal_column: str | None = None
+    partition_column: str | None = None
 
-    def __init__(self, selects=None, wheres=None, start_partition=None, end_partition=None,
-                 time_column=None, setups=None, mutation_time_column=None, reversal_column=None,
-                 partition_column=None, **camel):
+    def __init__(
+        self,
+        selects=None,
+        wheres=None,
+        start_partition=None,
+        end_partition=None,
+        time_column=None,
+        setups=None,
+        mutation_time_column=None,
+        reversal_column=None,
+        partition_column=None,
+        **camel,
+    ):
         # Chronon's thrift names (timeColumn, startPartition, ...) are accepted too.
         self.selects = dict(selects) if selects is not None else None
         self.wheres = list(wheres or [])

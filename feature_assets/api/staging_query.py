@@ -1,7 +1,6 @@
 """StagingQuery: arbitrary Spark SQL materialized as a daily-partitioned table."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from feature_assets.api.naming import creation_module_globals, output_table_name
 
@@ -11,10 +10,21 @@ MACROS = ("start_date", "end_date", "latest_date")
 
 
 class StagingQuery:
-    def __init__(self, query: str, start_partition: Optional[str] = None, setups: Optional[list[str]] = None,
-                 partition_column: str = "ds", name: Optional[str] = None, output_namespace: Optional[str] = None,
-                 table_properties: Optional[dict] = None, dependencies: Optional[list[str]] = None,
-                 team: Optional[str] = None, online: bool = False, production: bool = False, **camel):
+    def __init__(
+        self,
+        query: str,
+        start_partition: str | None = None,
+        setups: list[str] | None = None,
+        partition_column: str = "ds",
+        name: str | None = None,
+        output_namespace: str | None = None,
+        table_properties: dict | None = None,
+        dependencies: list[str] | None = None,
+        team: str | None = None,
+        online: bool = False,
+        production: bool = False,
+        **camel,
+    ):
         self.query = query
         self.start_partition = start_partition or camel.pop("startPartition", None)
         self.setups = list(setups or [])

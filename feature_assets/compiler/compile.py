@@ -3,6 +3,7 @@
 `compile_configs(repo, conf)` compiles every object a config file defines plus the group-bys and joins
 they use; `load_compiled(repo)` reads the compiled configs back for the asset factory and the CLI.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from feature_assets.api.naming import resolve_name
 from feature_assets.api.sources import EntitySource, EventSource, JoinSource, unwrap_source
 from feature_assets.compiler import discovery, serialize, validate
 from feature_assets.compiler.errors import CompileError
+from feature_assets.model import GROUP_BYS, JOINS, KINDS, STAGING_QUERIES, CompiledRepo, Config, config_from_json
 
 PRODUCTION = "production"
 
@@ -35,13 +37,21 @@ class Compilation:
 
     def name_of(self, obj: Any, expected: type) -> str:
         if not isinstance(obj, expected):
-            raise CompileError(discovery.source_file_of(self.repo, obj), None, None,
-                               f"expected a {expected.__name__}, got {type(obj).__name__}")
+            raise CompileError(
+                discovery.source_file_of(self.repo, obj),
+                None,
+                None,
+                f"expected a {expected.__name__}, got {type(obj).__name__}",
+            )
         name = resolve_name(obj)
         if name is None:
-            raise CompileError(discovery.source_file_of(self.repo, obj), None, None,
-                               f"this {expected.__name__} is not bound to a module-level variable in a config "
-                               "file, so it has no name (or pass name=...)")
+            raise CompileError(
+                discovery.source_file_of(self.repo, obj),
+                None,
+                None,
+                f"this {expected.__name__} is not bound to a module-level variable in a config "
+                "file, so it has no name (or pass name=...)",
+            )
         return name
 
     def add_group_by(self, group_by: GroupBy) -> dict:
@@ -55,8 +65,7 @@ class Compilation:
                 if isinstance(inner, JoinSource):
                     self.add_join(inner.join)
             compiled = serialize.group_by_dict(group_by, name, file, self.join_reference)
-            if group_by.unknown_arguments:
-                raise CompileError(file, name, sorted(group_by.unknown_arguments)[0], "unknown GroupBy argument")
+            refuse_unsupported(group_by, file, name)
             validate.validate_group_by(compiled, file)
             self.compiled[key] = compiled
         return self.compiled[key]
@@ -69,8 +78,7 @@ class Compilation:
         key = ("joins", name)
         if key not in self.compiled:
             file = discovery.source_file_of(self.repo, join)
-            if join.unknown_arguments:
-                raise CompileError(file, name, sorted(join.unknown_arguments)[0], "unknown Join argument")
+            refuse_unsupported(join, file, name)
             check_source_type(unwrap_source(join.left), file, name, "left")
             compiled = serialize.join_dict(join, name, file, self.add_group_by, self.join_reference)
             validate.validate_join(compiled, file)
@@ -95,10 +103,69 @@ class Compilation:
         return self.add_staging_query(obj)
 
 
+# Chronon arguments this platform does not honor: refused when set, so nobody believes they took effect.
+UNSUPPORTED_ARGUMENTS: dict[type, list[tuple[str, Any, str]]] = {
+    GroupBy: [
+        ("env", {}, "per-mode environments are not supported; configure Spark through the Spark resource"),
+        ("lag", 0, "lagged uploads are not supported; online values are those of the latest loaded day"),
+    ],
+    Join: [
+        ("env", {}, "per-mode environments are not supported; configure Spark through the Spark resource"),
+        ("additional_env", [], "per-mode environments are not supported"),
+        ("additional_args", [], "extra job arguments are not supported"),
+        ("lag", 0, "lagged uploads are not supported"),
+        ("skew_keys", {}, "skew keys are not needed: hot keys are split automatically (feature_assets.skew.*)"),
+        ("historical_backfill", None, "backfills always cover the requested range; use --start-ds/--end-ds"),
+        ("label_part", None, "label joins are not supported"),
+    ],
+}
+
+
+def refuse_unsupported_queries(obj: Any, file: str, name: str) -> None:
+    """Source arguments the engine does not honor: partitions are always `ds`; cumulative event tables (each
+    partition holding all history) would be double counted by windowed reads."""
+    if isinstance(obj, GroupBy):
+        sources = [(f"sources[{i}]", unwrap_source(s)) for i, s in enumerate(obj.sources)]
+    else:
+        sources = [("left", unwrap_source(obj.left))]
+        sources += [(f"bootstrap_parts[{i}]", part) for i, part in enumerate(obj.bootstrap_parts)]
+    for field_name, source in sources:
+        partition_column = getattr(getattr(source, "query", None), "partition_column", None)
+        if partition_column not in (None, "ds"):
+            raise CompileError(
+                file,
+                name,
+                f"{field_name}.query.partition_column",
+                f"partition_column={partition_column!r} is not supported: tables are partitioned by ds",
+            )
+        if getattr(source, "is_cumulative", False):
+            raise CompileError(
+                file,
+                name,
+                f"{field_name}.is_cumulative",
+                "cumulative event tables are not supported: each ds partition must hold that day's events",
+            )
+
+
+def refuse_unsupported(obj: Any, file: str, name: str) -> None:
+    """Unknown keyword arguments and Chronon arguments that would be silently ignored fail here."""
+    refuse_unsupported_queries(obj, file, name)
+    if obj.unknown_arguments:
+        raise CompileError(file, name, sorted(obj.unknown_arguments)[0], f"unknown {type(obj).__name__} argument")
+    for field_name, default, reason in UNSUPPORTED_ARGUMENTS[type(obj)]:
+        value = getattr(obj, field_name, None)
+        if value is not None and value != default:
+            raise CompileError(file, name, field_name, f"{field_name}={value!r} is not supported: {reason}")
+
+
 def check_source_type(source: Any, file: str, name: str, field: str) -> None:
     if not isinstance(source, (EventSource, EntitySource, JoinSource)):
-        raise CompileError(file, name, field, f"unsupported source {type(source).__name__}: use an EventSource, "
-                                              "an EntitySource or a JoinSource")
+        raise CompileError(
+            file,
+            name,
+            field,
+            f"unsupported source {type(source).__name__}: use an EventSource, an EntitySource or a JoinSource",
+        )
 
 
 def compile_configs(repo: str | Path, conf: str | Path | None = None) -> Compilation:
@@ -141,11 +208,14 @@ def write_compiled(compilation: Compilation, force: bool = False) -> list[Path]:
         path = compiled_path(compilation.repo, kind, name)
         text = to_json(compiled)
         existing = path.read_text() if path.exists() and not force else None
-        if existing is not None and existing != text and (
-                compiled["metaData"].get("online") or was_online(existing)):
-            raise CompileError(compiled["metaData"]["sourceFile"], name, "online",
-                               f"{path.relative_to(compilation.repo)} is an online config that would change; "
-                               "re-run with --force to overwrite it")
+        if existing is not None and existing != text and (compiled["metaData"].get("online") or was_online(existing)):
+            raise CompileError(
+                compiled["metaData"]["sourceFile"],
+                name,
+                "online",
+                f"{path.relative_to(compilation.repo)} is an online config that would change; "
+                "re-run with --force to overwrite it",
+            )
         planned.append((path, text))
     written = []
     for path, text in planned:
@@ -156,26 +226,30 @@ def write_compiled(compilation: Compilation, force: bool = False) -> list[Path]:
     return written
 
 
-def load_compiled(repo: str | Path) -> dict[str, dict[str, dict]]:
-    """Every compiled config under `production/`, as {kind: {name: dict}}."""
+def load_compiled(repo: str | Path) -> CompiledRepo:
+    """Every compiled config under `production/`, as models by kind and name."""
     root = Path(repo) / PRODUCTION
-    loaded: dict[str, dict[str, dict]] = {"group_bys": {}, "joins": {}, "staging_queries": {}}
-    for kind in loaded:
+    loaded: dict[str, dict] = {kind: {} for kind in KINDS}
+    for kind in KINDS:
         folder = root / kind
         if not folder.is_dir():
             continue
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            compiled = json.loads(path.read_text())
-            loaded[kind][compiled["metaData"]["name"]] = compiled
-    return loaded
+            config = config_from_json(kind, json.loads(path.read_text()))
+            loaded[kind][config.name] = config
+    return CompiledRepo(loaded[GROUP_BYS], loaded[JOINS], loaded[STAGING_QUERIES])
 
 
-def load_compiled_file(path: str | Path) -> tuple[str, dict]:
-    """(kind, config) of one compiled file, e.g. production/joins/quickstart/training_set.v1."""
-    path = Path(path)
-    compiled = json.loads(path.read_text())
-    parts = path.resolve().parts
-    kind = next((p for p in reversed(parts) if p in ("group_bys", "joins", "staging_queries")), None)
+def compiled_kind(path: str | Path) -> str:
+    """`group_bys`, `joins` or `staging_queries`: the folder of `production/` a compiled file is in."""
+    parts = Path(path).resolve().parts
+    kind = next((p for p in reversed(parts) if p in KINDS), None)
     if kind is None:
         raise CompileError(str(path), None, None, "not inside production/{group_bys,joins,staging_queries}/")
-    return kind, compiled
+    return kind
+
+
+def load_compiled_file(path: str | Path) -> Config:
+    """The model of one compiled file, e.g. production/joins/quickstart/training_set.v1."""
+    kind = compiled_kind(path)
+    return config_from_json(kind, json.loads(Path(path).read_text()))

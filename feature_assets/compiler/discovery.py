@@ -1,11 +1,13 @@
 """Loading a feature repo's Python files and finding the objects they define."""
+
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from feature_assets.api import GroupBy, Join, StagingQuery
 from feature_assets.api.naming import KIND_FOLDERS, resolve_name
@@ -40,8 +42,9 @@ def repo_on_path(repo: Path) -> Iterator[None]:
 def module_name_of(repo: Path, file: Path) -> str:
     relative = file.resolve().relative_to(repo.resolve()).with_suffix("")
     if relative.parts[0] not in KIND_FOLDERS:
-        raise CompileError(str(relative) + ".py", None, None,
-                           f"config files live under one of {', '.join(KIND_FOLDERS)}/")
+        raise CompileError(
+            str(relative) + ".py", None, None, f"config files live under one of {', '.join(KIND_FOLDERS)}/"
+        )
     return ".".join(relative.parts)
 
 
@@ -52,8 +55,12 @@ def load_module(repo: Path, file: Path):
     except CompileError:
         raise
     except Exception as error:  # a user's config failing to import: name the file and the cause
-        raise CompileError(str(file.resolve().relative_to(repo.resolve())), None, None,
-                           f"failed to import: {type(error).__name__}: {error}") from error
+        raise CompileError(
+            str(file.resolve().relative_to(repo.resolve())),
+            None,
+            None,
+            f"failed to import: {type(error).__name__}: {error}",
+        ) from error
 
 
 def objects_defined_in(module) -> list[tuple[str, Any]]:

@@ -1,11 +1,21 @@
 """API objects -> plain JSON-ready dicts (camelCase keys, like Chronon's thrift JSON)."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from feature_assets.api import (BootstrapPart, EntitySource, EventSource, ExternalPart, GroupBy, Join, JoinPart,
-                                JoinSource, Query, StagingQuery)
-from feature_assets.api.naming import clean_name
+from feature_assets.api import (
+    BootstrapPart,
+    EntitySource,
+    EventSource,
+    ExternalPart,
+    GroupBy,
+    Join,
+    JoinSource,
+    Query,
+    StagingQuery,
+)
 from feature_assets.api.sources import unwrap_source
 
 # Version of the compiled JSON layout; bump when the layout changes incompatibly.
@@ -14,20 +24,37 @@ SCHEMA_VERSION = 1
 
 def query_dict(query: Query) -> dict:
     return {
-        "selects": query.selects, "wheres": query.wheres, "startPartition": query.start_partition,
-        "endPartition": query.end_partition, "timeColumn": query.time_column, "setups": query.setups,
-        "mutationTimeColumn": query.mutation_time_column, "reversalColumn": query.reversal_column,
+        "selects": query.selects,
+        "wheres": query.wheres,
+        "startPartition": query.start_partition,
+        "endPartition": query.end_partition,
+        "timeColumn": query.time_column,
+        "setups": query.setups,
+        "mutationTimeColumn": query.mutation_time_column,
+        "reversalColumn": query.reversal_column,
     }
 
 
-def source_dict(source: Any, name_of: Callable[[Any], str], join_of: Callable[[Any], dict]) -> dict:
+def source_dict(source: Any, join_of: Callable[[Any], dict]) -> dict:
     source = unwrap_source(source)
     if isinstance(source, EventSource):
-        return {"events": {"table": source.table, "topic": source.topic, "isCumulative": source.is_cumulative,
-                           "query": query_dict(source.query)}}
+        return {
+            "events": {
+                "table": source.table,
+                "topic": source.topic,
+                "isCumulative": source.is_cumulative,
+                "query": query_dict(source.query),
+            }
+        }
     if isinstance(source, EntitySource):
-        return {"entities": {"snapshotTable": source.snapshot_table, "mutationTable": source.mutation_table,
-                             "mutationTopic": source.mutation_topic, "query": query_dict(source.query)}}
+        return {
+            "entities": {
+                "snapshotTable": source.snapshot_table,
+                "mutationTable": source.mutation_table,
+                "mutationTopic": source.mutation_topic,
+                "query": query_dict(source.query),
+            }
+        }
     if isinstance(source, JoinSource):
         return {"joinSource": {"join": join_of(source.join), "query": query_dict(source.query)}}
     raise TypeError(f"unknown source type {type(source).__name__}")
@@ -38,28 +65,42 @@ def team_of(name: str, explicit: str | None) -> str:
 
 
 def meta_data(obj: Any, name: str, source_file: str) -> dict:
-    return {
-        "name": name, "team": team_of(name, getattr(obj, "team", None)),
+    meta = {
+        "name": name,
+        "team": team_of(name, getattr(obj, "team", None)),
         "outputNamespace": getattr(obj, "output_namespace", None) or "default",
-        "online": bool(getattr(obj, "online", False)), "production": bool(getattr(obj, "production", False)),
-        "sourceFile": source_file, "tableProperties": getattr(obj, "table_properties", {}) or {},
-        "dependencies": getattr(obj, "dependencies", []) or [], "schemaVersion": SCHEMA_VERSION,
+        "online": bool(getattr(obj, "online", False)),
+        "production": bool(getattr(obj, "production", False)),
+        "sourceFile": source_file,
+        "tableProperties": getattr(obj, "table_properties", {}) or {},
+        "dependencies": getattr(obj, "dependencies", []) or [],
+        "schemaVersion": SCHEMA_VERSION,
     }
+    # Set only when given, so configs that leave them at their defaults compile to the same JSON as before.
+    if getattr(obj, "offline_schedule", None):
+        meta["offlineSchedule"] = obj.offline_schedule
+    if getattr(obj, "tags", None):
+        meta["tags"] = dict(obj.tags)
+    return meta
 
 
 def group_by_dict(group_by: GroupBy, name: str, source_file: str, join_of: Callable[[Any], dict]) -> dict:
     aggregations = None
     if group_by.aggregations:
-        aggregations = [{
-            "inputColumn": agg.input_column,
-            "operation": agg.operation.name if agg.operation is not None else None,
-            "argMap": agg.operation.arg_map if agg.operation is not None else {},
-            "windows": [{"length": w.length, "timeUnit": w.time_unit.value} for w in agg.windows],
-            "buckets": agg.buckets,
-        } for agg in group_by.aggregations]
+        aggregations = [
+            {
+                "inputColumn": agg.input_column,
+                "operation": agg.operation.name if agg.operation is not None else None,
+                "argMap": agg.operation.arg_map if agg.operation is not None else {},
+                "windows": [{"length": w.length, "timeUnit": w.time_unit.value} for w in agg.windows],
+                "buckets": agg.buckets,
+                **({"tags": dict(agg.tags)} if agg.tags else {}),
+            }
+            for agg in group_by.aggregations
+        ]
     return {
         "metaData": meta_data(group_by, name, source_file),
-        "sources": [source_dict(s, None, join_of) for s in group_by.sources],
+        "sources": [source_dict(s, join_of) for s in group_by.sources],
         "keyColumns": group_by.keys,
         "aggregations": aggregations,
         "accuracy": group_by.accuracy.value,
@@ -70,11 +111,17 @@ def group_by_dict(group_by: GroupBy, name: str, source_file: str, join_of: Calla
 
 def external_part_dict(part: ExternalPart) -> dict:
     source = part.source
-    return {"source": {"name": source.name, "team": source.team,
-                       "keyFields": [[n, t] for n, t in source.key_fields],
-                       "valueFields": [[n, t] for n, t in source.value_fields],
-                       "customJson": source.custom_json},
-            "keyMapping": part.key_mapping, "prefix": part.prefix}
+    return {
+        "source": {
+            "name": source.name,
+            "team": source.team,
+            "keyFields": [[n, t] for n, t in source.key_fields],
+            "valueFields": [[n, t] for n, t in source.value_fields],
+            "customJson": source.custom_json,
+        },
+        "keyMapping": part.key_mapping,
+        "prefix": part.prefix,
+    }
 
 
 def bootstrap_part_dict(part: BootstrapPart, row_ids: list[str]) -> dict:
@@ -82,14 +129,28 @@ def bootstrap_part_dict(part: BootstrapPart, row_ids: list[str]) -> dict:
     return {"table": table, "query": query_dict(part.query), "keyColumns": part.key_columns or row_ids}
 
 
-def join_dict(join: Join, name: str, source_file: str, group_by_of: Callable[[Any], dict],
-              join_of: Callable[[Any], dict]) -> dict:
+def join_dict(
+    join: Join, name: str, source_file: str, group_by_of: Callable[[Any], dict], join_of: Callable[[Any], dict]
+) -> dict:
+    meta = {
+        **meta_data(join, name, source_file),
+        "samplePercent": join.sample_percent,
+        "consistencySamplePercent": join.consistency_sample_percent,
+    }
+    if join.check_consistency is not None:
+        meta["consistencyCheck"] = bool(join.check_consistency)
     return {
-        "metaData": {**meta_data(join, name, source_file), "samplePercent": join.sample_percent,
-                     "consistencySamplePercent": join.consistency_sample_percent},
-        "left": source_dict(join.left, None, join_of),
-        "joinParts": [{"groupBy": group_by_of(part.group_by), "keyMapping": part.key_mapping,
-                       "prefix": part.prefix} for part in join.right_parts],
+        "metaData": meta,
+        "left": source_dict(join.left, join_of),
+        "joinParts": [
+            {
+                "groupBy": group_by_of(part.group_by),
+                "keyMapping": part.key_mapping,
+                "prefix": part.prefix,
+                **({"tags": dict(part.tags)} if part.tags else {}),
+            }
+            for part in join.right_parts
+        ],
         "rowIds": join.row_ids,
         "bootstrapParts": [bootstrap_part_dict(p, join.row_ids) for p in join.bootstrap_parts],
         "bootstrapFromLog": join.bootstrap_from_log,
@@ -101,11 +162,8 @@ def join_dict(join: Join, name: str, source_file: str, group_by_of: Callable[[An
 def staging_query_dict(staging_query: StagingQuery, name: str, source_file: str) -> dict:
     return {
         "metaData": meta_data(staging_query, name, source_file),
-        "query": staging_query.query, "startPartition": staging_query.start_partition,
-        "setups": staging_query.setups, "partitionColumn": staging_query.partition_column,
+        "query": staging_query.query,
+        "startPartition": staging_query.start_partition,
+        "setups": staging_query.setups,
+        "partitionColumn": staging_query.partition_column,
     }
-
-
-def output_table(compiled: dict) -> str:
-    meta = compiled["metaData"]
-    return f"{meta['outputNamespace']}.{clean_name(meta['name'])}"

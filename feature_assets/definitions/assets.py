@@ -4,22 +4,38 @@ Asset bodies only orchestrate: they call the engine for a DataFrame and the ware
 then report metadata and check results. A range of days runs as one Spark job (single-run backfills).
 """
 
+# No `from __future__ import annotations`: Dagster reads the asset bodies' annotations as types.
 import time
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from dagster import (AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, BackfillPolicy,
-                     Failure, MaterializeResult, MetadataValue, PartitionsDefinition, TableColumn, TableSchema,
-                     TimeWindowPartitionMapping, asset)
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    PartitionsDefinition,
+    TableColumn,
+    TableSchema,
+    TimeWindowPartitionMapping,
+    asset,
+)
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from feature_assets.checks import schemas
-from feature_assets.compiler.columns import table_of
 from feature_assets.definitions.graph import BOOTSTRAP, GROUP_BY, JOIN, JOIN_PART, SOURCE, STAGING_QUERY, Edge, Node
-from feature_assets.engine.bootstrap import COVERED_PREFIX, bootstrap_sources, enrich_left, feature_columns
-from feature_assets.engine.group_by import snapshot_backfill
-from feature_assets.engine.join import assemble_join, compute_needed_join_part, part_name, read_left
-from feature_assets.engine.staging_query import run_staging_query
+from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, StagingQuery
+from feature_assets.offline.bootstrap import enrich_left
+from feature_assets.offline.group_by import snapshot_backfill
+from feature_assets.offline.join import assemble_join, compute_needed_join_part, read_left
+from feature_assets.offline.staging_query import run_staging_query
 from feature_assets.resources.spark import SparkResource
 from feature_assets.resources.warehouse import WarehouseResource
 from feature_assets.storage import Warehouse, date_range
@@ -34,11 +50,12 @@ def asset_key(table: str) -> AssetKey:
     return AssetKey(table.split(".", 1))
 
 
-def _dep(edge: Edge) -> AssetDep:
+def dependency(edge: Edge) -> AssetDep:
     mapping = None
     if (edge.start_offset, edge.end_offset) != (0, 0):
-        mapping = TimeWindowPartitionMapping(start_offset=edge.start_offset, end_offset=edge.end_offset,
-                                             allow_nonexistent_upstream_partitions=True)
+        mapping = TimeWindowPartitionMapping(
+            start_offset=edge.start_offset, end_offset=edge.end_offset, allow_nonexistent_upstream_partitions=True
+        )
     return AssetDep(asset_key(edge.table), partition_mapping=mapping)
 
 
@@ -55,10 +72,16 @@ def _rows_per_day(frame: DataFrame) -> dict[str, int]:
     return {row["ds"]: row["count"] for row in frame.groupBy("ds").count().collect()}
 
 
-def written_result(warehouse: Warehouse, node: Node, start: str, end: str, started: float,
-                   expected: schemas.ExpectedColumns, extra_metadata: dict | None = None,
-                   extra_checks: Callable[[DataFrame, dict[str, int]], list[AssetCheckResult]] | None = None
-                   ) -> MaterializeResult:
+def written_result(
+    warehouse: Warehouse,
+    node: Node,
+    start: str,
+    end: str,
+    started: float,
+    expected: schemas.ExpectedColumns,
+    extra_metadata: dict | None = None,
+    extra_checks: Callable[[DataFrame, dict[str, int]], list[AssetCheckResult]] | None = None,
+) -> MaterializeResult:
     """Metadata and check results for the just-written range, read back from the warehouse."""
     frame = warehouse.read(node.table, start, end)
     rows = _rows_per_day(frame)
@@ -66,11 +89,13 @@ def written_result(warehouse: Warehouse, node: Node, start: str, end: str, start
     checks = [AssetCheckResult(check_name=SCHEMA_CHECK, passed=passed, metadata=schema_metadata)]
     if extra_checks:
         checks += extra_checks(frame, rows)
-    metadata = {
+    metadata: dict[str, Any] = {
         "dagster/row_count": sum(rows.values()),
         "dagster/column_schema": _table_schema(frame),
-        "table": node.table, "path": MetadataValue.path(warehouse.table_path(node.table)),
-        "partition_range": f"{start}..{end}", "days": len(date_range(start, end)),
+        "table": node.table,
+        "path": MetadataValue.path(warehouse.table_path(node.table)),
+        "partition_range": f"{start}..{end}",
+        "days": len(date_range(start, end)),
         "empty_days": [ds for ds in date_range(start, end) if not rows.get(ds)],
         "seconds": round(time.monotonic() - started, 2),
     }
@@ -82,33 +107,73 @@ def _check_specs(node: Node, names: list[tuple[str, str]]) -> list[AssetCheckSpe
     return [AssetCheckSpec(name, asset=asset_key(node.table), description=description) for name, description in names]
 
 
-def build_asset(node: Node, partitions_def: PartitionsDefinition, snapshot_table_of: Callable[[dict], str]):
-    """The Dagster asset for one node."""
-    builders = {SOURCE: _source_asset, STAGING_QUERY: _staging_query_asset, GROUP_BY: _group_by_asset,
-                BOOTSTRAP: _bootstrap_asset, JOIN_PART: _join_part_asset, JOIN: _join_asset}
-    return builders[node.kind](node, partitions_def, snapshot_table_of)
+SnapshotTableOf = Callable[[GroupBy], str]
 
 
-def _common(node: Node, partitions_def: PartitionsDefinition, description: str, checks: list[tuple[str, str]],
-            kinds: set[str]) -> dict:
-    return dict(key=asset_key(node.table), partitions_def=partitions_def, backfill_policy=BackfillPolicy.single_run(),
-                deps=[_dep(edge) for edge in node.upstream], group_name=node.team, kinds=kinds,
-                description=description, check_specs=_check_specs(node, checks),
-                metadata={"table": node.table, **({"config": node.name} if node.config else {}),
-                          **({"upstream": MetadataValue.md("\n".join(
-                              f"- `{e.table}`: {e.description} (days {e.start_offset}..{e.end_offset})"
-                              for e in node.upstream))} if node.upstream else {})})
+def build_asset(
+    node: Node, partitions_def: PartitionsDefinition, snapshot_table_of: SnapshotTableOf, partitions_note: str = ""
+):
+    """The Dagster asset for one node; `partitions_note` says where the first day comes from."""
+    builders = {
+        SOURCE: _source_asset,
+        STAGING_QUERY: _staging_query_asset,
+        GROUP_BY: _group_by_asset,
+        BOOTSTRAP: _bootstrap_asset,
+        JOIN_PART: _join_part_asset,
+        JOIN: _join_asset,
+    }
+    return builders[node.kind](node, _Partitioning(partitions_def, partitions_note), snapshot_table_of)
 
 
-def _source_asset(node: Node, partitions_def, _):
+@dataclass(frozen=True)
+class _Partitioning:
+    """The daily partitions every asset shares, and the note on how their first day was chosen."""
+
+    definition: PartitionsDefinition
+    note: str = ""
+
+
+def _common(
+    node: Node, partitioning: _Partitioning, description: str, checks: list[tuple[str, str]], kinds: set[str]
+) -> dict:
+    metadata: dict = {"table": node.table}
+    if node.config is not None:
+        metadata["config"] = node.name
+    if node.upstream:
+        metadata["upstream"] = MetadataValue.md(
+            "\n".join(f"- `{e.table}`: {e.description} (days {e.start_offset}..{e.end_offset})" for e in node.upstream)
+        )
+    if partitioning.note:
+        metadata["partitions_start"] = partitioning.note
+    return dict(
+        key=asset_key(node.table),
+        partitions_def=partitioning.definition,
+        backfill_policy=BackfillPolicy.single_run(),
+        deps=[dependency(edge) for edge in node.upstream],
+        group_name=node.team,
+        kinds=kinds,
+        description=description,
+        check_specs=_check_specs(node, checks),
+        metadata=metadata,
+    )
+
+
+def _source_asset(node: Node, partitioning: _Partitioning, _):
     expected: schemas.ExpectedColumns = {}
-    for kind, payload in node.readers:
-        expected.update(schemas.source_table_columns(kind, payload))
+    for source in node.readers:
+        expected.update(schemas.source_table_columns(source))
     expected.setdefault("ds", None)
 
-    @asset(**_common(node, partitions_def, f"Source table `{node.table}`, brought by its owners. Materializing a "
-                     "day verifies the partition exists and records its rows and schema.",
-                     [(SCHEMA_CHECK, "the columns that configs read exist")], {"parquet", "spark"}))
+    @asset(
+        **_common(
+            node,
+            partitioning,
+            f"Source table `{node.table}`, brought by its owners. Materializing a "
+            "day verifies the partition exists and records its rows and schema.",
+            [(SCHEMA_CHECK, "the columns that configs read exist")],
+            {"parquet", "spark"},
+        )
+    )
     def source_table(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
         started = time.monotonic()
         start, end = _range(context)
@@ -117,37 +182,60 @@ def _source_asset(node: Node, partitions_def, _):
         missing = [ds for ds in date_range(start, end) if ds not in present]
         if missing and node.optional and not present:
             context.log.info(f"{node.table} does not exist yet; readers treat it as empty")
-            return MaterializeResult(metadata={"table": node.table, "dagster/row_count": 0, "exists": False},
-                                     check_results=[AssetCheckResult(check_name=SCHEMA_CHECK, passed=True,
-                                                                     metadata={"note": "table not created yet"})])
+            return MaterializeResult(
+                metadata={"table": node.table, "dagster/row_count": 0, "exists": False},
+                check_results=[
+                    AssetCheckResult(check_name=SCHEMA_CHECK, passed=True, metadata={"note": "table not created yet"})
+                ],
+            )
         if missing:
-            raise Failure(f"source table {node.table!r} has no partition for {len(missing)} day(s): {missing[:10]} "
-                          f"(looked in {store.table_path(node.table)})")
+            raise Failure(
+                f"source table {node.table!r} has no partition for {len(missing)} day(s): {missing[:10]} "
+                f"(looked in {store.table_path(node.table)})"
+            )
         return written_result(store, node, start, end, started, expected)
 
     return source_table
 
 
-def _staging_query_asset(node: Node, partitions_def, _):
-    @asset(**_common(node, partitions_def, f"Staging query `{node.name}`: Spark SQL with date macros.",
-                     [(SCHEMA_CHECK, "has the ds partition column")], {"spark"}))
+def _staging_query_asset(node: Node, partitioning: _Partitioning, _):
+    config = node.config
+    assert isinstance(config, StagingQuery)
+
+    @asset(
+        **_common(
+            node,
+            partitioning,
+            f"Staging query `{node.name}`: Spark SQL with date macros.",
+            [(SCHEMA_CHECK, "has the ds partition column")],
+            {"spark"},
+        )
+    )
     def staging_query(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
         started = time.monotonic()
         start, end = _range(context)
         store = warehouse.get(spark.get_session())
-        store.write_partitions(run_staging_query(store, node.config, start, end), node.table, start, end)
+        store.write_partitions(run_staging_query(store, config, start, end), node.table, start, end)
         return written_result(store, node, start, end, started, {"ds": None})
 
     return staging_query
 
 
-def _group_by_asset(node: Node, partitions_def, _):
+def _group_by_asset(node: Node, partitioning: _Partitioning, _):
     group_by = node.config
+    assert isinstance(group_by, GroupBy)
     expected = schemas.group_by_table_columns(group_by)
 
-    @asset(**_common(node, partitions_def, f"Group-by `{node.name}` ({group_by['accuracy']}): one row per key per "
-                     "day with the values as of the end of that day.",
-                     [(SCHEMA_CHECK, "keys and feature columns with their types")], {"spark"}))
+    @asset(
+        **_common(
+            node,
+            partitioning,
+            f"Group-by `{node.name}` ({group_by.accuracy}): one row per key per "
+            "day with the values as of the end of that day.",
+            [(SCHEMA_CHECK, "keys and feature columns with their types")],
+            {"spark"},
+        )
+    )
     def group_by_backfill(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
         started = time.monotonic()
         start, end = _range(context)
@@ -158,20 +246,26 @@ def _group_by_asset(node: Node, partitions_def, _):
     return group_by_backfill
 
 
-def _bootstrap_table(join: dict) -> str:
-    return table_of(join["metaData"]["outputNamespace"], join["metaData"]["name"]) + "_bootstrap"
-
-
-def _bootstrap_asset(node: Node, partitions_def, _):
-    join = node.config
-    sources = bootstrap_sources(join)
-    priority = "\n".join(f"{s.priority}. `{s.table}`" + (" (log, always lowest)" if s.query is None else "")
-                         for s in sources) or "no bootstrap parts: the left rows as they are"
+def _bootstrap_asset(node: Node, partitioning: _Partitioning, _):
+    join = node.join
+    assert join is not None
+    sources = join.bootstrap_sources
+    priority = (
+        "\n".join(f"{s.priority}. `{s.table}`" + (" (log, always lowest)" if s.is_log else "") for s in sources)
+        or "no bootstrap parts: the left rows as they are"
+    )
     expected = {**schemas.left_columns(join), "ds": None}
 
-    @asset(**_common(node, partitions_def, f"Bootstrap step of `{node.name}`: the left rows enriched with "
-                     f"precomputed feature values, first non-null by priority:\n\n{priority}",
-                     [(SCHEMA_CHECK, "left columns and coverage flags")], {"spark"}))
+    @asset(
+        **_common(
+            node,
+            partitioning,
+            f"Bootstrap step of `{node.name}`: the left rows enriched with "
+            f"precomputed feature values, first non-null by priority:\n\n{priority}",
+            [(SCHEMA_CHECK, "left columns and coverage flags")],
+            {"spark"},
+        )
+    )
     def bootstrap(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
         started = time.monotonic()
         start, end = _range(context)
@@ -180,80 +274,148 @@ def _bootstrap_asset(node: Node, partitions_def, _):
         enriched, info = enrich_left(store, join, left, start, end)
         store.write_partitions(enriched, node.table, start, end)
         written = store.read(node.table, start, end)
-        coverage = written.select(*[F.sum(F.col(c).cast("long")).alias(c) for c in written.columns
-                                    if c.startswith(COVERED_PREFIX)]).first() if sources else None
-        return written_result(store, node, start, end, started, expected, {
-            "bootstrap_priority": [s.table for s in sources],
-            "columns_by_source": MetadataValue.json(info["provided_by"]),
-            "covered_rows_by_part": MetadataValue.json(coverage.asDict() if coverage else {}),
-        })
+        coverage = (
+            written.select(
+                *[F.sum(F.col(c).cast("long")).alias(c) for c in written.columns if c.startswith(COVERED_PREFIX)]
+            ).first()
+            if sources
+            else None
+        )
+        return written_result(
+            store,
+            node,
+            start,
+            end,
+            started,
+            expected,
+            {
+                "bootstrap_priority": [s.table for s in sources],
+                "columns_by_source": MetadataValue.json(info["provided_by"]),
+                "covered_rows_by_part": MetadataValue.json(coverage.asDict() if coverage else {}),
+            },
+        )
 
     return bootstrap
 
 
-def _join_part_asset(node: Node, partitions_def, snapshot_table_of):
+def _join_part_asset(node: Node, partitioning: _Partitioning, snapshot_table_of: SnapshotTableOf):
     join, part = node.join, node.part
+    assert join is not None and part is not None
     expected = schemas.join_part_table_columns(join, part)
 
-    @asset(**_common(node, partitions_def, f"Join part of `{join['metaData']['name']}`: the features of "
-                     f"`{part['groupBy']['metaData']['name']}` for each distinct (keys, ts) of the left rows "
-                     "that bootstrap does not cover.",
-                     [(SCHEMA_CHECK, "keys, ts and prefixed features with their types")], {"spark"}))
+    @asset(
+        **_common(
+            node,
+            partitioning,
+            f"Join part of `{join.name}`: the features of "
+            f"`{part.group_by.name}` for each distinct (keys, ts) of the left rows "
+            "that bootstrap does not cover.",
+            [(SCHEMA_CHECK, "keys, ts and prefixed features with their types")],
+            {"spark"},
+        )
+    )
     def join_part(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
         started = time.monotonic()
         start, end = _range(context)
         store = warehouse.get(spark.get_session())
-        enriched = store.read(_bootstrap_table(join), start, end)
-        reader = lambda group_by, s, e: store.read(snapshot_table_of(group_by), s, e)  # noqa: E731
-        frame, stats = compute_needed_join_part(store, join, part, enriched, start, end, reader)
+        enriched = store.read(join.bootstrap_table, start, end)
+
+        def read_daily_table(group_by: GroupBy, first: str, last: str) -> DataFrame:
+            return store.read(snapshot_table_of(group_by), first, last)
+
+        frame, stats = compute_needed_join_part(store, join, part, enriched, start, end, read_daily_table)
         store.write_partitions(frame, node.table, start, end)
-        return written_result(store, node, start, end, started, expected, {
-            "left_rows": stats["left_rows"], "rows_computed": stats["rows_computed"],
-            "rows_from_bootstrap": stats["left_rows"] - stats["rows_computed"],
-            "days_computed": stats["days_computed"]})
+        return written_result(
+            store,
+            node,
+            start,
+            end,
+            started,
+            expected,
+            {
+                "left_rows": stats["left_rows"],
+                "rows_computed": stats["rows_computed"],
+                "rows_from_bootstrap": stats["left_rows"] - stats["rows_computed"],
+                "days_computed": stats["days_computed"],
+            },
+        )
 
     return join_part
 
 
-def _join_asset(node: Node, partitions_def, _):
-    join = node.config
-    namespace = join["metaData"]["outputNamespace"]
-    part_tables = [f"{namespace}.{part_name(join, part)}" for part in join["joinParts"]]
-    expected = schemas.join_output_columns(join)
-    checks = [(SCHEMA_CHECK, "left columns, features and derivations with their types"),
-              (ROW_COUNT_CHECK, "every left row appears exactly once in its day")]
-    if join.get("rowIds"):
-        checks.append((ROW_ID_CHECK, f"no duplicate row ids ({', '.join(join['rowIds'])})"))
+def _join_checks(join: Join, left_rows: dict[str, int], start: str, end: str):
+    """The row-count check (one output row per left row) and, with row ids, the unique-id check."""
 
-    @asset(**_common(node, partitions_def, f"Join `{node.name}`: the left rows with point-in-time correct features "
-                     "from every join part.", checks, {"spark"}))
+    def checks(frame: DataFrame, rows: dict[str, int]) -> list[AssetCheckResult]:
+        mismatched = {
+            ds: {"left": left_rows.get(ds, 0), "output": rows.get(ds, 0)}
+            for ds in date_range(start, end)
+            if left_rows.get(ds, 0) != rows.get(ds, 0)
+        }
+        results = [
+            AssetCheckResult(
+                check_name=ROW_COUNT_CHECK,
+                passed=not mismatched,
+                metadata={"mismatched_days": mismatched, "left_rows": sum(left_rows.values())},
+            )
+        ]
+        if join.row_ids:
+            duplicates = frame.groupBy(*join.row_ids).count().where(F.col("count") > 1).limit(5).collect()
+            results.append(
+                AssetCheckResult(
+                    check_name=ROW_ID_CHECK,
+                    passed=not duplicates,
+                    metadata={"duplicate_sample": [str(row.asDict()) for row in duplicates]},
+                )
+            )
+        return results
+
+    return checks
+
+
+def _join_asset(node: Node, partitioning: _Partitioning, _):
+    join = node.config
+    assert isinstance(join, Join)
+    part_tables = [join.part_table(part) for part in join.join_parts]
+    expected = schemas.join_output_columns(join)
+    checks = [
+        (SCHEMA_CHECK, "left columns, features and derivations with their types"),
+        (ROW_COUNT_CHECK, "every left row appears exactly once in its day"),
+    ]
+    if join.row_ids:
+        checks.append((ROW_ID_CHECK, f"no duplicate row ids ({', '.join(join.row_ids)})"))
+
+    @asset(
+        **_common(
+            node,
+            partitioning,
+            f"Join `{node.name}`: the left rows with point-in-time correct features from every join part.",
+            checks,
+            {"spark"},
+        )
+    )
     def join_output(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
         started = time.monotonic()
         start, end = _range(context)
         store = warehouse.get(spark.get_session())
-        left = store.read(_bootstrap_table(join), start, end)
-        parts = [(part, store.read(table, start, end)) for part, table in zip(join["joinParts"], part_tables)]
+        left = store.read(join.bootstrap_table, start, end)
+        parts = [(part, store.read(table, start, end)) for part, table in zip(join.join_parts, part_tables)]
         store.write_partitions(assemble_join(join, left, parts), node.table, start, end)
         left_rows = _rows_per_day(left)
-
-        def join_checks(frame: DataFrame, rows: dict[str, int]) -> list[AssetCheckResult]:
-            mismatched = {ds: {"left": left_rows.get(ds, 0), "output": rows.get(ds, 0)}
-                          for ds in date_range(start, end) if left_rows.get(ds, 0) != rows.get(ds, 0)}
-            results = [AssetCheckResult(check_name=ROW_COUNT_CHECK, passed=not mismatched,
-                                        metadata={"mismatched_days": mismatched,
-                                                  "left_rows": sum(left_rows.values())})]
-            if join.get("rowIds"):
-                duplicates = (frame.groupBy(*join["rowIds"]).count().where(F.col("count") > 1)
-                              .limit(5).collect())
-                results.append(AssetCheckResult(check_name=ROW_ID_CHECK, passed=not duplicates, metadata={
-                    "duplicate_sample": [str(row.asDict()) for row in duplicates]}))
-            return results
-
-        return written_result(store, node, start, end, started, expected,
-                              {"left_rows": sum(left_rows.values()), "join_parts": part_tables}, join_checks)
+        return written_result(
+            store,
+            node,
+            start,
+            end,
+            started,
+            expected,
+            {"left_rows": sum(left_rows.values()), "join_parts": part_tables},
+            _join_checks(join, left_rows, start, end),
+        )
 
     return join_output
 
 
-def snapshot_table_name(group_by: dict) -> str:
-    return table_of(group_by["metaData"]["outputNamespace"], group_by["metaData"]["name"])
+def snapshot_table_name(group_by: GroupBy) -> str:
+    """The daily table a join part reads: the group-by's own output table."""
+    return group_by.output_table

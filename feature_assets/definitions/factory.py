@@ -1,20 +1,33 @@
 """Compiled feature repo -> Dagster Definitions: assets, checks, jobs and resources."""
+
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import yaml
-from dagster import (AssetSelection, DailyPartitionsDefinition, Definitions, define_asset_job, in_process_executor)
+from dagster import (
+    AssetSelection,
+    DailyPartitionsDefinition,
+    Definitions,
+    EnvVar,
+    define_asset_job,
+    in_process_executor,
+)
 
 from feature_assets.compiler import load_compiled
-from feature_assets.compiler.columns import clean_name
 from feature_assets.definitions.assets import asset_key, build_asset, snapshot_table_name
-from feature_assets.definitions.graph import GROUP_BY, JOIN, STAGING_QUERY, build_graph
+from feature_assets.definitions.graph import GROUP_BY, JOIN, STAGING_QUERY, Node, build_graph, source_tables
 from feature_assets.definitions.online_assets import online_assets
-from feature_assets.resources import resources_for_environment
+from feature_assets.naming import clean_name
+from feature_assets.resources import WarehouseResource, resources_for_environment
+from feature_assets.storage import PARTITION_COLUMN, default_root
 
 REPO_SETTINGS = "feature_repo.yaml"
+START_DATE_ENV = "FEATURE_ASSETS_START_DATE"
+HOW_TO_CHANGE_START = f"set start_date in {REPO_SETTINGS} or {START_DATE_ENV}"
 
 
 def repo_settings(repo: Path) -> dict:
@@ -22,12 +35,73 @@ def repo_settings(repo: Path) -> dict:
     return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
 
 
-def partitions_for(repo: Path, start_date: str | None = None) -> DailyPartitionsDefinition:
-    settings = repo_settings(repo)
-    start = start_date or os.environ.get("FEATURE_ASSETS_START_DATE") or settings.get("start_date")
-    if not start:
-        raise ValueError(f"set start_date in {Path(repo) / REPO_SETTINGS} or FEATURE_ASSETS_START_DATE")
-    return DailyPartitionsDefinition(start_date=str(start), end_date=settings.get("end_date"), timezone="UTC")
+@dataclass(frozen=True)
+class StartDate:
+    """The first day of every daily-partitioned asset, and where it was found."""
+
+    ds: str
+    origin: str
+
+    @property
+    def note(self) -> str:
+        return f"{self.ds}, from {self.origin}; to change it, {HOW_TO_CHANGE_START}"
+
+
+def resolve_start_date(
+    repo: Path, graph: dict[str, Node], warehouse_root: str | None, start_date: str | None = None
+) -> StartDate:
+    """The requested start, else the repo's settings, else the earliest source partition, else today."""
+    if start_date:
+        return StartDate(start_date, "the requested range")
+    if os.environ.get(START_DATE_ENV):
+        return StartDate(os.environ[START_DATE_ENV], START_DATE_ENV)
+    configured = repo_settings(repo).get("start_date")
+    if configured:
+        return StartDate(str(configured), f"start_date in {Path(repo) / REPO_SETTINGS}")
+    root = warehouse_root or default_root()
+    earliest = earliest_partition(root, source_tables(graph))
+    if earliest:
+        return StartDate(earliest, f"the earliest source partition in {root}")
+    return StartDate(date.today().isoformat(), "today (no source partition found)")
+
+
+def earliest_partition(root: str, tables: list[str]) -> str | None:
+    """The first `ds` partition folder of any of the tables under a local warehouse root (no Spark needed).
+
+    A remote root (`s3a://`, `hdfs://`) is not listed here: the caller falls back to another start.
+    """
+    if "://" in root and not root.startswith("file://"):
+        return None
+    base = Path(root.removeprefix("file://"))
+    prefix = f"{PARTITION_COLUMN}="
+    found = [
+        entry.name[len(prefix) :]
+        for table in tables
+        for entry in _entries(base.joinpath(*table.split(".", 1)))
+        if entry.is_dir() and entry.name.startswith(prefix)
+    ]
+    return min(found, default=None)
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError:  # not there (yet), or not readable: no partitions
+        return []
+
+
+def partitions_for(
+    repo: Path, start_date: str | None = None, warehouse_root: str | None = None
+) -> DailyPartitionsDefinition:
+    """The daily partitions of a repo's assets (see `resolve_start_date` for the first day)."""
+    graph = build_graph(load_compiled(repo))
+    return _daily_partitions(repo, resolve_start_date(repo, graph, warehouse_root, start_date))
+
+
+def _daily_partitions(repo: Path, start: StartDate) -> DailyPartitionsDefinition:
+    end = repo_settings(repo).get("end_date")
+    return DailyPartitionsDefinition(start_date=start.ds, end_date=str(end) if end else None, timezone="UTC")
 
 
 def job_name(kind: str, name: str) -> str:
@@ -44,28 +118,58 @@ def online_jobs(online: list) -> list:
     unpartitioned = [key for a in online if a.partitions_def is None for key in a.keys]
     jobs = []
     if partitioned:
-        jobs.append(define_asset_job(ONLINE_UPLOAD_JOB, selection=AssetSelection.assets(*partitioned),
-                                     description="Upload every online group-by's day and load it into MongoDB"))
+        jobs.append(
+            define_asset_job(
+                ONLINE_UPLOAD_JOB,
+                selection=AssetSelection.assets(*partitioned),
+                description="Upload every online group-by's day and load it into MongoDB",
+            )
+        )
     if unpartitioned:
-        jobs.append(define_asset_job(METADATA_UPLOAD_JOB, selection=AssetSelection.assets(*unpartitioned),
-                                     description="Store the compiled online configs in the metadata store"))
+        jobs.append(
+            define_asset_job(
+                METADATA_UPLOAD_JOB,
+                selection=AssetSelection.assets(*unpartitioned),
+                description="Store the compiled online configs in the metadata store",
+            )
+        )
     return jobs
 
 
+def backfill_jobs(graph: dict[str, Node]) -> list:
+    """One job per group-by, join and staging query: its table and everything upstream of it."""
+    kinds = {GROUP_BY: "group_by", JOIN: "join", STAGING_QUERY: "staging_query"}
+    return [
+        define_asset_job(
+            job_name(kinds[node.kind], node.name),
+            selection=AssetSelection.assets(asset_key(node.table)).upstream(),
+            description=f"Backfill {node.table} and everything it needs",
+        )
+        for node in graph.values()
+        if node.kind in kinds
+    ]
+
+
+def _warehouse_root(resources: dict | None) -> str | None:
+    """A warehouse root given as a value (an `EnvVar` is resolved only at run time: `default_root` reads it)."""
+    warehouse = (resources or {}).get("warehouse")
+    root = warehouse.root if isinstance(warehouse, WarehouseResource) else None
+    return root if isinstance(root, str) and not isinstance(root, EnvVar) else None
+
+
 def build_definitions(repo: str | Path, start_date: str | None = None, resources: dict | None = None) -> Definitions:
+    """Definitions of a compiled feature repo; `start_date` (a CLI backfill's first day) overrides the settings."""
     repo = Path(repo)
     compiled = load_compiled(repo)
     graph = build_graph(compiled)
-    partitions_def = partitions_for(repo, start_date)
-    assets = [build_asset(node, partitions_def, snapshot_table_name) for node in graph.values()]
+    start = resolve_start_date(repo, graph, _warehouse_root(resources), start_date)
+    partitions_def = _daily_partitions(repo, start)
+    assets = [build_asset(node, partitions_def, snapshot_table_name, start.note) for node in graph.values()]
     online = online_assets(compiled, partitions_def) if resources is None or "mongo" in resources else []
-    assets += online
-    jobs = online_jobs(online)
-    kinds = {GROUP_BY: "group_by", JOIN: "join", STAGING_QUERY: "staging_query"}
-    for node in graph.values():
-        if node.kind in kinds:
-            selection = AssetSelection.assets(asset_key(node.table)).upstream()
-            jobs.append(define_asset_job(job_name(kinds[node.kind], node.name), selection=selection,
-                                         description=f"Backfill {node.table} and everything it needs"))
-    return Definitions(assets=assets, jobs=jobs, executor=in_process_executor,
-                       resources=resources if resources is not None else resources_for_environment())
+    return Definitions(
+        assets=assets + online,
+        jobs=online_jobs(online) + backfill_jobs(graph),
+        executor=in_process_executor,
+        resources=resources if resources is not None else resources_for_environment(),
+        metadata={"partitions_start": start.note},
+    )

@@ -1,25 +1,40 @@
-"""The asset graph of a compiled feature repo, as plain data (no Dagster here).
+"""The asset graph of a compiled feature repo, as plain data (no Dagster, no Spark here).
 
 Every table the configs read or write becomes a node: user-provided source tables, staging query
 outputs, group-by daily tables, join parts and join outputs. Edges carry a day offset range so that
 Dagster's partition mappings can say which upstream days a day depends on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
-from feature_assets.compiler.columns import source_of, table_of
-from feature_assets.engine.bootstrap import bootstrap_sources
-from feature_assets.engine.join import part_name, snapshot_offset, uses_snapshot_table
-from feature_assets.engine.mutations import uses_mutations
-from feature_assets.engine.sources import MILLIS_PER_DAY, source_table
-from feature_assets.engine.staging_query import referenced_tables
-from feature_assets.engine.specs import agg_specs, max_window_millis
-from feature_assets.storage import qualified
+from feature_assets.model.configs import (
+    CompiledRepo,
+    Config,
+    EntitySource,
+    EventSource,
+    GroupBy,
+    Join,
+    JoinPart,
+    JoinSource,
+    Source,
+    StagingQuery,
+)
+from feature_assets.naming import qualified
 
 SOURCE, STAGING_QUERY, GROUP_BY, BOOTSTRAP, JOIN_PART, JOIN = (
-    "source", "staging_query", "group_by", "bootstrap", "join_part", "join")
+    "source",
+    "staging_query",
+    "group_by",
+    "bootstrap",
+    "join_part",
+    "join",
+)
+# An unwindowed aggregation reads all history; its edges show the last days of it.
+ALL_HISTORY_SHOWN_DAYS = 30
+
+TableSource = EventSource | EntitySource
 
 
 @dataclass(frozen=True)
@@ -35,114 +50,161 @@ class Node:
     table: str
     kind: str
     team: str
-    config: Optional[dict] = None
-    join: Optional[dict] = None
-    part: Optional[dict] = None
+    config: Config | None = None  # the config that writes the table (a join part: its group-by)
+    join: Join | None = None
+    part: JoinPart | None = None
     upstream: list[Edge] = field(default_factory=list)
-    readers: list[tuple[str, dict]] = field(default_factory=list)  # (source kind, payload) reading a source table
+    readers: list[TableSource] = field(default_factory=list)  # event and entity sources reading a source table
     optional: bool = False  # a source that may not exist yet (a join's log table before any fetch is logged)
 
     @property
     def name(self) -> str:
-        return (self.config or {}).get("metaData", {}).get("name", self.table)
+        return self.config.name if self.config is not None else self.table
 
 
-def lookback_days(group_by: dict) -> Optional[int]:
-    window = max_window_millis(agg_specs(group_by)) if group_by.get("aggregations") else 0
-    return None if window is None else -(-window // MILLIS_PER_DAY)
-
-
-def _source_edges(group_by: dict, extra_offset: int = 0) -> list[Edge]:
-    days = lookback_days(group_by)
+def source_edges(group_by: GroupBy, extra_offset: int = 0) -> list[Edge]:
+    """The source tables a group-by reads for a day, with the days its longest window reaches back."""
+    days = group_by.lookback_days
     edges = []
-    for source in group_by["sources"]:
-        kind, payload = next(iter(source.items()))
-        table = qualified(source_table(kind, payload))
-        if kind == "entities":
-            edges.append(Edge(table, extra_offset, extra_offset, "daily snapshot"))
-            if payload.get("mutationTable"):
-                edges.append(Edge(qualified(payload["mutationTable"]), extra_offset, extra_offset, "mutations"))
+    for source in group_by.sources:
+        if isinstance(source, EntitySource):
+            edges.append(Edge(source.read_table, extra_offset, extra_offset, "daily snapshot"))
+            if source.mutation_table:
+                edges.append(Edge(qualified(source.mutation_table), extra_offset, extra_offset, "mutations"))
         else:
-            # An unwindowed aggregation reads all history; the mapping shows the last 30 days of it.
-            reach = days if days is not None else 30
-            edges.append(Edge(table, -reach + extra_offset, 0, f"events, {reach}-day lookback"
-                              if days is not None else "events, all history (unwindowed)"))
+            reach = days if days is not None else ALL_HISTORY_SHOWN_DAYS
+            edges.append(
+                Edge(
+                    source.read_table,
+                    -reach + extra_offset,
+                    0,
+                    f"events, {reach}-day lookback" if days is not None else "events, all history (unwindowed)",
+                )
+            )
     return edges
 
 
-def build_graph(compiled: dict[str, dict[str, dict]]) -> dict[str, Node]:
-    nodes: dict[str, Node] = {}
-    source_reads: list[tuple[str, str, dict, str]] = []
+class _GraphBuilder:
+    """Walks the configs (and the joins their sources name) once, adding a node per table written."""
 
-    for name, staging_query in compiled.get("staging_queries", {}).items():
-        table = table_of(staging_query["metaData"]["outputNamespace"], name)
-        upstream = [Edge(qualified(t), 0, 0, "read by SQL") for t in referenced_tables(staging_query["query"])]
-        nodes[table] = Node(table, STAGING_QUERY, staging_query["metaData"]["team"], staging_query, upstream=upstream)
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.source_reads: list[tuple[str, Source | str]] = []  # (table, its reader: a source, "bootstrap", "log")
 
-    def add_group_by(group_by: dict) -> str:
-        table = table_of(group_by["metaData"]["outputNamespace"], group_by["metaData"]["name"])
-        if table not in nodes:
-            nodes[table] = Node(table, GROUP_BY, group_by["metaData"]["team"], group_by, upstream=_source_edges(group_by))
-            for source in group_by["sources"]:
-                kind, payload = next(iter(source.items()))
-                source_reads.append((qualified(source_table(kind, payload)), kind, payload, table))
-                if kind == "joinSource":
-                    add_join(payload["join"])
+    def add_staging_query(self, staging_query: StagingQuery) -> None:
+        upstream = [Edge(qualified(t), 0, 0, "read by SQL") for t in staging_query.referenced_tables]
+        table = staging_query.output_table
+        self.nodes[table] = Node(table, STAGING_QUERY, staging_query.team, staging_query, upstream=upstream)
+
+    def add_group_by(self, group_by: GroupBy) -> str:
+        table = group_by.output_table
+        if table not in self.nodes:
+            self.nodes[table] = Node(table, GROUP_BY, group_by.team, group_by, upstream=source_edges(group_by))
+            for source in group_by.sources:
+                self.source_reads.append((source.read_table, source))
+                if isinstance(source, JoinSource):
+                    self.add_join(source.join)
         return table
 
-    def add_join(join: dict) -> str:
-        table = table_of(join["metaData"]["outputNamespace"], join["metaData"]["name"])
-        if table in nodes:
+    def add_join(self, join: Join) -> str:
+        table = join.output_table
+        if table in self.nodes:
             return table
-        left_kind, left_payload = next(iter(join["left"].items()))
-        left_table = qualified(source_table(left_kind, left_payload))
-        source_reads.append((left_table, left_kind, left_payload, table))
-        if left_kind == "joinSource":
-            add_join(left_payload["join"])
-        namespace = join["metaData"]["outputNamespace"]
-        # The bootstrap step: left rows enriched by bootstrap tables, in priority order (the log lowest).
-        bootstrap_table = f"{table}_bootstrap"
-        bootstrap_edges = [Edge(qualified(s.table), 0, 0, f"bootstrap priority {s.priority}"
-                                + (" (the join's own log, always lowest)" if s.query is None else ""))
-                           for s in bootstrap_sources(join)]
-        nodes[bootstrap_table] = Node(bootstrap_table, BOOTSTRAP, join["metaData"]["team"], join, join,
-                                      upstream=[Edge(left_table, 0, 0, "left rows")] + bootstrap_edges)
-        for source in bootstrap_sources(join):
-            source_reads.append((qualified(source.table), "log" if source.query is None else "bootstrap",
-                                 {}, bootstrap_table))
+        left_table = join.left.read_table
+        self.source_reads.append((left_table, join.left))
+        if isinstance(join.left, JoinSource):
+            self.add_join(join.left.join)
+        bootstrap_table = self._add_bootstrap(join, left_table)
         part_edges = []
-        for part in join["joinParts"]:
-            gb_table = add_group_by(part["groupBy"])
-            part_table = f"{namespace}.{part_name(join, part)}"
+        for part in join.join_parts:
+            part_table = join.part_table(part)
             upstream = [Edge(bootstrap_table, 0, 0, "left rows not covered by bootstrap")]
-            if uses_snapshot_table(join, part):
-                offset = snapshot_offset(join)
-                upstream.append(Edge(gb_table, offset, offset, "group-by daily values of the previous day"
-                                     if offset else "group-by daily values of the same day"))
-            elif uses_mutations(part):
-                _, entity = source_of(part["groupBy"])
-                upstream += [Edge(qualified(entity["snapshotTable"]), -1, -1, "snapshot of the previous day"),
-                             Edge(qualified(entity["mutationTable"]), 0, 0, "mutations of the day")]
-            else:
-                upstream += _source_edges(part["groupBy"])
-            nodes[part_table] = Node(part_table, JOIN_PART, join["metaData"]["team"], part["groupBy"], join, part,
-                                     upstream=upstream)
+            upstream += self._part_inputs(join, part)
+            self.nodes[part_table] = Node(
+                part_table, JOIN_PART, join.team, part.group_by, join, part, upstream=upstream
+            )
             part_edges.append(Edge(part_table, 0, 0, "join part"))
-        nodes[table] = Node(table, JOIN, join["metaData"]["team"], join, join,
-                            upstream=[Edge(bootstrap_table, 0, 0, "left rows with bootstrap values")] + part_edges)
+        self.nodes[table] = Node(
+            table,
+            JOIN,
+            join.team,
+            join,
+            join,
+            upstream=[Edge(bootstrap_table, 0, 0, "left rows with bootstrap values")] + part_edges,
+        )
         return table
 
-    for group_by in compiled.get("group_bys", {}).values():
-        add_group_by(group_by)
-    for join in compiled.get("joins", {}).values():
-        add_join(join)
-    for node in list(nodes.values()):
-        for edge in node.upstream:
-            if edge.table not in nodes:
-                nodes[edge.table] = Node(edge.table, SOURCE, "sources")
-    for table, kind, payload, _ in source_reads:
-        if nodes[table].kind == SOURCE and kind in ("events", "entities"):
-            nodes[table].readers.append((kind, payload))
-        if nodes[table].kind == SOURCE and kind == "log":
-            nodes[table].optional = True
-    return dict(sorted(nodes.items()))
+    def _add_bootstrap(self, join: Join, left_table: str) -> str:
+        """The bootstrap step: left rows enriched by bootstrap tables, in priority order (the log lowest)."""
+        sources = join.bootstrap_sources
+        edges = [
+            Edge(
+                qualified(s.table),
+                0,
+                0,
+                f"bootstrap priority {s.priority}" + (" (the join's own log, always lowest)" if s.is_log else ""),
+            )
+            for s in sources
+        ]
+        self.nodes[join.bootstrap_table] = Node(
+            join.bootstrap_table,
+            BOOTSTRAP,
+            join.team,
+            join,
+            join,
+            upstream=[Edge(left_table, 0, 0, "left rows")] + edges,
+        )
+        self.source_reads += [(qualified(s.table), "log" if s.is_log else "bootstrap") for s in sources]
+        return join.bootstrap_table
+
+    def _part_inputs(self, join: Join, part: JoinPart) -> list[Edge]:
+        """What a join part reads besides the left rows: a daily table, entity mutations or raw events."""
+        group_by_table = self.add_group_by(part.group_by)
+        if join.uses_snapshot_table(part):
+            offset = join.snapshot_offset
+            return [
+                Edge(
+                    group_by_table,
+                    offset,
+                    offset,
+                    "group-by daily values of the previous day" if offset else "group-by daily values of the same day",
+                )
+            ]
+        entity = part.group_by.source
+        if join.uses_mutations(part) and isinstance(entity, EntitySource) and entity.mutation_table:
+            return [
+                Edge(entity.read_table, -1, -1, "snapshot of the previous day"),
+                Edge(qualified(entity.mutation_table), 0, 0, "mutations of the day"),
+            ]
+        return source_edges(part.group_by)
+
+    def finish(self) -> dict[str, Node]:
+        for node in list(self.nodes.values()):
+            for edge in node.upstream:
+                if edge.table not in self.nodes:
+                    self.nodes[edge.table] = Node(edge.table, SOURCE, "sources")
+        for table, reader in self.source_reads:
+            node = self.nodes[table]
+            if node.kind != SOURCE:
+                continue
+            if isinstance(reader, (EventSource, EntitySource)):
+                node.readers.append(reader)
+            if reader == "log":
+                node.optional = True
+        return dict(sorted(self.nodes.items()))
+
+
+def build_graph(compiled: CompiledRepo) -> dict[str, Node]:
+    builder = _GraphBuilder()
+    for staging_query in compiled.staging_queries.values():
+        builder.add_staging_query(staging_query)
+    for group_by in compiled.group_bys.values():
+        builder.add_group_by(group_by)
+    for join in compiled.joins.values():
+        builder.add_join(join)
+    return builder.finish()
+
+
+def source_tables(graph: dict[str, Node]) -> list[str]:
+    """The tables no config writes: what users bring (and the logs fetches write)."""
+    return [node.table for node in graph.values() if node.kind == SOURCE]

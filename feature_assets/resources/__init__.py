@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
@@ -30,7 +29,7 @@ OPTIONAL_KAFKA_FIELDS = {
 }
 
 
-def resources_for_environment(env: Optional[str] = None) -> dict[str, ConfigurableResource]:
+def resources_for_environment(env: str | None = None) -> dict[str, ConfigurableResource]:
     """Resources for ``env`` (default: ``$FEATURE_ASSETS_ENV``, else ``local``).
 
     Keys: ``spark``, ``mongo``, ``kafka``. Addresses and credentials are read through
@@ -42,9 +41,7 @@ def resources_for_environment(env: Optional[str] = None) -> dict[str, Configurab
     return {
         "spark": _spark_resource(env),
         "warehouse": WarehouseResource(**_env_vars_if_set({"root": "FEATURE_ASSETS_WAREHOUSE"})),
-        "mongo": MongoResource(
-            uri=EnvVar("FEATURE_ASSETS_MONGO_URI"), **_env_vars_if_set(OPTIONAL_MONGO_FIELDS)
-        ),
+        "mongo": MongoResource(uri=EnvVar("FEATURE_ASSETS_MONGO_URI"), **_env_vars_if_set(OPTIONAL_MONGO_FIELDS)),
         "kafka": KafkaResource(
             bootstrap_servers=EnvVar("FEATURE_ASSETS_KAFKA_BOOTSTRAP"),
             **_env_vars_if_set(OPTIONAL_KAFKA_FIELDS),

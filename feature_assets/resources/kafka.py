@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -20,9 +21,9 @@ class KafkaResource(ConfigurableResource):
 
     bootstrap_servers: str
     security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: Optional[str] = None
-    sasl_username: Optional[str] = None
-    sasl_password: Optional[str] = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
     group_prefix: str = "feature-assets"
 
     def client_config(self) -> dict[str, Any]:
@@ -71,9 +72,7 @@ class KafkaResource(ConfigurableResource):
         consumer.subscribe(list(topics))
         return consumer
 
-    def ensure_topics(
-        self, names: Iterable[str], partitions: int = 1, replication_factor: int = 1
-    ) -> list[str]:
+    def ensure_topics(self, names: Iterable[str], partitions: int = 1, replication_factor: int = 1) -> list[str]:
         """Create the topics that do not exist yet; returns the names created."""
         admin = self.admin()
         existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
@@ -25,10 +25,10 @@ class MongoResource(ConfigurableResource):
 
     uri: str
     database: str = "feature_assets"
-    username: Optional[str] = None
-    password: Optional[str] = None
+    username: str | None = None
+    password: str | None = None
 
-    _client: Optional[MongoClient] = PrivateAttr(default=None)
+    _client: MongoClient | None = PrivateAttr(default=None)
 
     def get_client(self) -> MongoClient:
         """The client of this resource instance, created on first use."""

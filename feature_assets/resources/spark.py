@@ -50,7 +50,7 @@ class SparkResource(ConfigurableResource):
         settings.update(self.conf)
         return settings
 
-    def get_session(self) -> "SparkSession":
+    def get_session(self) -> SparkSession:
         from pyspark.sql import SparkSession
 
         if self.is_local:
@@ -67,7 +67,7 @@ class SparkResource(ConfigurableResource):
             builder = builder.config(key, value)
         return builder.getOrCreate()
 
-    def _apply_runtime_settings(self, session: "SparkSession") -> None:
+    def _apply_runtime_settings(self, session: SparkSession) -> None:
         # A reused session keeps its static settings; the SQL settings the engine relies on
         # can still be changed at runtime.
         for key, value in self.spark_conf().items():

@@ -1,4 +1,11 @@
-from feature_assets.storage.warehouse import (PARTITION_COLUMN, TableNotFound, Warehouse, date_range, default_root,
-                                              qualified, shift_ds)
+from feature_assets.naming import qualified
+from feature_assets.storage.warehouse import (
+    PARTITION_COLUMN,
+    TableNotFound,
+    Warehouse,
+    date_range,
+    default_root,
+    shift_ds,
+)
 
 __all__ = ["PARTITION_COLUMN", "TableNotFound", "Warehouse", "date_range", "default_root", "qualified", "shift_ds"]

@@ -4,18 +4,21 @@ A table `ns.t` is a parquet dataset partitioned by `ds` (YYYY-MM-DD, UTC) at `<r
 This is the only module that knows paths. All file-system work goes through Spark's Hadoop file
 system, so the root can be a local folder, `hdfs://` or `s3a://` alike.
 """
+
 from __future__ import annotations
 
 import os
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from feature_assets.naming import qualified
+
 PARTITION_COLUMN = "ds"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 # Feature columns are mostly high-cardinality numbers: parquet's dictionary encoding falls back for them
@@ -28,12 +31,8 @@ class TableNotFound(FileNotFoundError):
 
 
 def default_root() -> str:
-    return os.environ.get("FEATURE_ASSETS_WAREHOUSE") or str(PROJECT_ROOT / "data" / "warehouse")
-
-
-def qualified(table: str) -> str:
-    """Tables named without a namespace live in `default` (Chronon's default database)."""
-    return table if "." in table else f"default.{table}"
+    """$FEATURE_ASSETS_WAREHOUSE, else `data/warehouse` under the working directory."""
+    return os.environ.get("FEATURE_ASSETS_WAREHOUSE") or str(Path.cwd() / "data" / "warehouse")
 
 
 def date_range(start_ds: str, end_ds: str) -> list[str]:
@@ -58,8 +57,14 @@ class Warehouse:
     def partition_path(self, table: str, ds: str) -> str:
         return f"{self.table_path(table)}/{PARTITION_COLUMN}={ds}"
 
-    def _fs(self, path: str):
+    def _jvm(self) -> Any:
         jvm = self.spark._jvm
+        if jvm is None:  # a Spark Connect session has no JVM gateway
+            raise RuntimeError("the warehouse needs a classic SparkSession (with a JVM), not Spark Connect")
+        return jvm
+
+    def _fs(self, path: str):
+        jvm = self._jvm()
         hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
         return hadoop_path.getFileSystem(self.spark._jsc.hadoopConfiguration()), hadoop_path
 
@@ -136,9 +141,15 @@ class Warehouse:
         # Clear the range first: dynamic overwrite alone would keep a day that now has no rows.
         self.drop_partitions(table, date_range(start_ds, end_ds))
         columns = [c for c in frame.columns if c != PARTITION_COLUMN] + [PARTITION_COLUMN]
-        (frame.select(*columns).repartition(PARTITION_COLUMN).write.mode("overwrite").options(**WRITE_OPTIONS)
-         .option("partitionOverwriteMode", "dynamic").partitionBy(PARTITION_COLUMN)
-         .parquet(self.table_path(table)))
+        (
+            frame.select(*columns)
+            .repartition(PARTITION_COLUMN)
+            .write.mode("overwrite")
+            .options(**WRITE_OPTIONS)
+            .option("partitionOverwriteMode", "dynamic")
+            .partitionBy(PARTITION_COLUMN)
+            .parquet(self.table_path(table))
+        )
         written = set(self.partitions(table))
         empty_days = [ds for ds in date_range(start_ds, end_ds) if ds not in written]
         if empty_days:
@@ -151,14 +162,15 @@ class Warehouse:
         self.spark.createDataFrame([], schema).coalesce(1).write.mode("overwrite").parquet(template)
         fs, template_path = self._fs(template)
         files = [s.getPath() for s in fs.listStatus(template_path) if s.getPath().getName().endswith(".parquet")]
-        jvm = self.spark._jvm
+        jvm = self._jvm()
         conf = self.spark._jsc.hadoopConfiguration()
         for ds in days:
             _, target = self._fs(self.partition_path(table, ds))
             fs.mkdirs(target)
             for source in files:
-                jvm.org.apache.hadoop.fs.FileUtil.copy(fs, source, fs, jvm.org.apache.hadoop.fs.Path(
-                    target, source.getName()), False, conf)
+                jvm.org.apache.hadoop.fs.FileUtil.copy(
+                    fs, source, fs, jvm.org.apache.hadoop.fs.Path(target, source.getName()), False, conf
+                )
         fs.delete(template_path, True)
 
     def drop_partitions(self, table: str, days: list[str]) -> None:

@@ -1,0 +1,1 @@
+"""Kafka consumers and decoders that keep the online store's streaming datasets fresh (home of the streaming job)."""

@@ -41,8 +41,9 @@ import datetime as _dt
 import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,7 @@ def ds_to_ms(ds: str) -> int:
 
 
 def ms_to_ds(ms: int) -> str:
-    return _dt.datetime.fromtimestamp(ms // 1000, tz=_dt.timezone.utc).strftime("%Y-%m-%d")
+    return _dt.datetime.fromtimestamp(ms // 1000, tz=_dt.UTC).strftime("%Y-%m-%d")
 
 
 def shift_ds(ds: str, days: int) -> str:
@@ -184,7 +185,7 @@ def _selected_columns(group_by: dict) -> list[str]:
     cols: list[str] = []
     for src in group_by["sources"]:
         query = _source_query(src)
-        for c in (query.get("selects") or {}):
+        for c in query.get("selects") or {}:
             if c not in cols:
                 cols.append(c)
     return cols
@@ -217,8 +218,8 @@ def _moments(xs: list[float]) -> tuple[float, float, float, float]:
         return float(xs[0]), 0.0, 0.0, 0.0
     d = [x - mean for x in xs]
     m2 = math.fsum(x * x for x in d) / n
-    m3 = math.fsum(x ** 3 for x in d) / n
-    m4 = math.fsum(x ** 4 for x in d) / n
+    m3 = math.fsum(x**3 for x in d) / n
+    m4 = math.fsum(x**4 for x in d) / n
     return mean, m2, m3, m4
 
 
@@ -284,8 +285,8 @@ def naive_value(op: str, values: Iterable[tuple[int, Any]], arg_map: dict | None
         if m2 == 0:
             return None
         if op == "SKEW":
-            return m3 / m2 ** 1.5
-        return m4 / m2 ** 2 - 3.0
+            return m3 / m2**1.5
+        return m4 / m2**2 - 3.0
     raise NotImplementedError(f"operation {op!r}")
 
 
@@ -429,7 +430,9 @@ class _EntityIndex:
         self.columns = _selected_columns(group_by)
         self.snapshots: dict[str, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
         self.snapshot_rows: dict[str, list[dict]] = defaultdict(list)  # incl. null keys, table order
-        self.mutations: dict[str, dict[tuple, list[tuple[int, bool, int, dict]]]] = defaultdict(lambda: defaultdict(list))
+        self.mutations: dict[str, dict[tuple, list[tuple[int, bool, int, dict]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         self.has_mutations = False
         seq = 0
         for src in group_by["sources"]:
@@ -573,7 +576,9 @@ def naive_join_part(
         for n in names:
             results[n].append(vals[n])
 
-    return pd.DataFrame({n: pd.Series(results[n], index=left.index, dtype=object) for n in names}, index=left.index, columns=names)
+    return pd.DataFrame(
+        {n: pd.Series(results[n], index=left.index, dtype=object) for n in names}, index=left.index, columns=names
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -585,7 +590,9 @@ def _sort_key(key: tuple) -> tuple:
     return tuple((type(k).__name__, k) for k in key)
 
 
-def naive_snapshot_backfill(group_by: dict, tables: dict[str, pd.DataFrame], start_ds: str, end_ds: str) -> pd.DataFrame:
+def naive_snapshot_backfill(
+    group_by: dict, tables: dict[str, pd.DataFrame], start_ds: str, end_ds: str
+) -> pd.DataFrame:
     """The daily snapshot backfill of a group-by over ``[start_ds, end_ds]``:
     key columns, ``ds`` and the aggregates as of the end of each ds.  Rows are
     sorted by (ds, key)."""

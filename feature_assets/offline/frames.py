@@ -1,0 +1,25 @@
+"""Small Spark helpers shared by the join, bootstrap, mutation and group-by code."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+
+def row_time_columns(frame: DataFrame) -> list[str]:
+    """`ts` and `ds`; an entity left without a time column has only `ds` (its rows are per day)."""
+    return ["ts", "ds"] if "ts" in frame.columns else ["ds"]
+
+
+def keys_not_null(keys: list[str]) -> Column:
+    condition = F.lit(True)
+    for key in keys:
+        condition = condition & F.col(key).isNotNull()
+    return condition
+
+
+def union_by_name(frames: list[DataFrame], allow_missing_columns: bool = False) -> DataFrame:
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame, allowMissingColumns=allow_missing_columns)
+    return union

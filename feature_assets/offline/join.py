@@ -1,0 +1,192 @@
+"""Point-in-time correct joins: the left rows, one table per join part, and the assembled output.
+
+A join part's table holds one row per distinct (left keys, ts, ds) of the left side with that part's
+prefixed feature columns; the output joins them back to every left row, so each left row appears
+exactly once. How a part is computed depends on accuracy and source kinds:
+
+- event left, TEMPORAL event group-by: windows end at the left row's ts (the window kernel on raw events);
+- event left, SNAPSHOT group-by or entity group-by: the group-by's daily table of `ds - 1` (end of the
+  previous day, i.e. the start of the left row's day);
+- entity left: the group-by's daily table of the same `ds` (end of the left row's day);
+- event left, TEMPORAL entity group-by with a mutation log: the day's mutations replayed (`mutations.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, JoinPart
+from feature_assets.offline.derivations import apply_derivations
+from feature_assets.offline.frames import keys_not_null, row_time_columns, union_by_name
+from feature_assets.offline.group_by import read_group_by_sources, snapshot_backfill
+from feature_assets.offline.mutations import mutation_join_part
+from feature_assets.offline.sources import events_start_for, read_source
+from feature_assets.offline.windowed import windowed_features
+from feature_assets.storage import Warehouse, shift_ds
+
+# Reads a group-by's daily table for [start_ds, end_ds].
+SnapshotReader = Callable[[GroupBy, str, str], DataFrame]
+
+
+def read_left(warehouse: Warehouse, join: Join, start_ds: str, end_ds: str) -> DataFrame:
+    return read_source(warehouse, join.left, start_ds, end_ds)
+
+
+def compute_join_part(
+    warehouse: Warehouse,
+    join: Join,
+    part: JoinPart,
+    left: DataFrame,
+    start_ds: str,
+    end_ds: str,
+    read_snapshot: SnapshotReader | None = None,
+) -> DataFrame:
+    """The part's table: left key columns, ts, ds and the part's prefixed feature columns."""
+    if join.uses_mutations(part):
+        return mutation_join_part(warehouse, join, part, left, start_ds, end_ds)
+    group_by = part.group_by
+    left_keys = part.left_keys
+    row_time = row_time_columns(left)
+    queries = left.select(*left_keys, *row_time)
+    if join.uses_snapshot_table(part):
+        if read_snapshot is None:  # no stored daily table at hand: compute it for the days needed
+            read_snapshot = lambda gb, s, e: snapshot_backfill(warehouse, gb, s, e)  # noqa: E731
+        features = _snapshot_features(join, part, queries.distinct(), start_ds, end_ds, read_snapshot)
+    else:
+        events_start = events_start_for(shift_ds(start_ds, -1), group_by.max_window_millis)
+        events = read_group_by_sources(warehouse, group_by, events_start, end_ds)
+        # The kernel drops duplicate query rows itself, saving a shuffle for `distinct`.
+        features = windowed_features(
+            events, queries, left_keys, group_by.specs, event_keys=[gb_key for _, gb_key in part.key_pairs]
+        )
+    features = apply_derivations(features, group_by.derivations, group_by.value_columns, keep=left_keys + row_time)
+    return features.select(
+        *left_keys, *row_time, *[F.col(c).alias(part.feature_prefix + c) for c in group_by.output_columns]
+    )
+
+
+def _snapshot_features(
+    join: Join, part: JoinPart, queries: DataFrame, start_ds: str, end_ds: str, read_snapshot: SnapshotReader
+) -> DataFrame:
+    """The part's base columns from its group-by's daily table, `join.snapshot_offset` days from each row's."""
+    base = part.group_by.value_columns
+    offset = join.snapshot_offset
+    snapshot = read_snapshot(part.group_by, shift_ds(start_ds, offset), shift_ds(end_ds, offset))
+    snapshot = snapshot.select(
+        *[F.col(gb_key).alias(f"__gb_{gb_key}") for _, gb_key in part.key_pairs],
+        *base,
+        F.date_add(F.to_date("ds"), -offset).cast("string").alias("__left_ds"),
+    )
+    condition = F.col("ds") == F.col("__left_ds")
+    for left_col, gb_key in part.key_pairs:
+        condition = condition & (F.col(left_col) == F.col(f"__gb_{gb_key}"))
+    row_time = row_time_columns(queries)
+    features = queries.join(snapshot, condition, "left").select(*part.left_keys, *row_time, *base)
+    return _fill_empty_defaults(features, part.group_by, part.left_keys)
+
+
+def _fill_empty_defaults(frame: DataFrame, group_by: GroupBy, left_keys: list[str]) -> DataFrame:
+    """A key absent from the daily table has empty windows: counts are 0 there (unless a key is null)."""
+    keyed = keys_not_null(left_keys)
+    count_columns = group_by.count_columns
+    return frame.select(
+        *[
+            F.when(keyed, F.coalesce(F.col(c), F.lit(0).cast("long"))).alias(c) if c in count_columns else F.col(c)
+            for c in frame.columns
+        ]
+    )
+
+
+def assemble_join(join: Join, left: DataFrame, part_tables: list[tuple[JoinPart, DataFrame]]) -> DataFrame:
+    """Every left row exactly once, with each part's features, external columns and derivations.
+
+    `left` may be the bootstrap table (left rows plus bootstrap values and coverage flags): a covered row
+    keeps its bootstrap values; other rows take computed values where every bootstrap part is null.
+    """
+    features = join.feature_columns
+    bootstrapped = set(left.columns) & set(features)
+    base_columns = [c for c in left.columns if c not in bootstrapped and not c.startswith(COVERED_PREFIX)]
+    row_time = row_time_columns(left)
+    output = left
+    values = {column: F.col(column) for column in bootstrapped}
+    for index, (part, table) in enumerate(part_tables):
+        row = part.left_keys + row_time
+        renamed = table.select(
+            *[F.col(c).alias(f"__p{index}_{c}") for c in row],
+            *[F.col(c).alias(f"__c{index}_{c}") for c in part.columns],
+        )
+        condition = F.lit(True)
+        for column in row:
+            condition = condition & F.col(column).eqNullSafe(F.col(f"__p{index}_{column}"))
+        output = output.join(renamed, condition, "left")
+        covered = join.coverage_column(part)
+        flag = covered if covered in left.columns else None
+        for column in part.columns:
+            values[column] = _part_value(column, F.col(f"__c{index}_{column}"), column in bootstrapped, flag)
+    for external in join.external_parts:
+        for column, _, spark_type in external.column_fields:
+            values.setdefault(column, F.lit(None).cast(spark_type))
+    non_ds = [c for c in base_columns if c != "ds"]
+    output = output.select(*non_ds, *[values[c].alias(c) for c in features if c in values], "ds")
+    if join.derivations:
+        output = apply_derivations(output, join.derivations, [c for c in features if c in values], keep=non_ds + ["ds"])
+        output = output.select(*[c for c in output.columns if c != "ds"], "ds")
+    return output
+
+
+def _part_value(column: str, computed: Column, bootstrapped: bool, covered: str | None) -> Column:
+    """A part column's value: computed, or the bootstrap value (kept as is on covered rows, else filled)."""
+    if not bootstrapped:
+        return computed
+    if covered is not None:
+        return F.when(F.col(covered), F.col(column)).otherwise(F.coalesce(F.col(column), computed))
+    return F.coalesce(F.col(column), computed)
+
+
+def compute_needed_join_part(
+    warehouse: Warehouse,
+    join: Join,
+    part: JoinPart,
+    enriched: DataFrame,
+    start_ds: str,
+    end_ds: str,
+    read_snapshot: SnapshotReader | None,
+) -> tuple[DataFrame, dict]:
+    """The part's table for the rows bootstrap does not cover, and what was computed or skipped.
+
+    Only the days with uncovered rows are computed, each run of consecutive days as one job, so the
+    sources of fully covered days are never read.
+    """
+    covered = join.coverage_column(part)
+    is_covered = F.col(covered) if covered in enriched.columns else F.lit(False)
+    needed = enriched.where(~is_covered)
+    counts = enriched.groupBy("ds", is_covered.alias("covered")).count().collect()
+    day_counts = {row["ds"]: row["count"] for row in counts if not row["covered"]}
+    runs = _consecutive_runs(sorted(day_counts))
+    stats = {
+        "left_rows": sum(row["count"] for row in counts),
+        "rows_computed": sum(day_counts.values()),
+        "days_computed": len(day_counts),
+    }
+    if not runs:
+        return enriched.select(*part.left_keys, *row_time_columns(enriched), *part.columns).limit(0), stats
+    frames = [
+        compute_join_part(
+            warehouse, join, part, needed.where(F.col("ds").between(first, last)), first, last, read_snapshot
+        )
+        for first, last in runs
+    ]
+    return union_by_name(frames), stats
+
+
+def _consecutive_runs(days: list[str]) -> list[tuple[str, str]]:
+    runs: list[tuple[str, str]] = []
+    for day in days:
+        if runs and shift_ds(runs[-1][1], 1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs

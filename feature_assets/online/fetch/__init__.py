@@ -1,0 +1,1 @@
+"""Online fetch path: the fetcher, request keys and the HTTP service (no Spark, no Dagster)."""

@@ -1,0 +1,263 @@
+"""Each clarification of the bootstrap document, on small data, against an independent pandas computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from oracle.naive import naive_join_part
+from support.bootstrap import assert_frames_equal, by_priority
+from support.repo import write_repo
+
+pytestmark = pytest.mark.spark
+START, END = "2023-11-01", "2023-11-05"
+
+REPO = {
+    "group_bys/t/purchases.py": """
+        from feature_assets.api import Aggregation, EventSource, GroupBy, Operation, Query, TimeUnit, Window, select
+        v1 = GroupBy(sources=[EventSource(table="data.purchases", topic="t.purchases",
+                                          query=Query(selects=select("user_id", "purchase_price"), time_column="ts"))],
+                     keys=["user_id"],
+                     aggregations=[Aggregation(input_column="purchase_price", operation=Operation.SUM,
+                                               windows=[Window(2, TimeUnit.DAYS)]),
+                                   Aggregation(input_column="purchase_price", operation=Operation.COUNT,
+                                               windows=[Window(2, TimeUnit.DAYS)])])
+    """,
+    "group_bys/t/returns.py": """
+        from feature_assets.api import Aggregation, EventSource, GroupBy, Operation, Query, TimeUnit, Window, select
+        v1 = GroupBy(sources=[EventSource(table="data.returns",
+                                          query=Query(selects=select("user_id", "refund_amt"), time_column="ts"))],
+                     keys=["user_id"],
+                     aggregations=[Aggregation(input_column="refund_amt", operation=Operation.SUM,
+                                               windows=[Window(3, TimeUnit.DAYS)])])
+    """,
+    "group_bys/t/missing.py": """
+        from feature_assets.api import Aggregation, EventSource, GroupBy, Operation, Query, select
+        v1 = GroupBy(sources=[EventSource(table="data.never_written", topic="t.never",
+                                          query=Query(selects=select("user_id", "amount"), time_column="ts"))],
+                     keys=["user_id"],
+                     aggregations=[Aggregation(input_column="amount", operation=Operation.MAX)])
+    """,
+    "joins/t/model.py": """
+        from feature_assets.api import (BootstrapPart, Derivation, EventSource, ExternalPart, ExternalSource, Join,
+                                        JoinPart, Query, DataType, select)
+        from group_bys.t import missing, purchases, returns
+        left = EventSource(table="data.checkouts", query=Query(selects=select("request_id", "user_id"), time_column="ts"))
+        PARTS = [JoinPart(group_by=purchases.v1), JoinPart(group_by=returns.v1)]
+        rows = Join(left=left, right_parts=PARTS, row_ids=["request_id"],
+                    bootstrap_parts=[BootstrapPart(table="boot.rows")],
+                    derivations=[Derivation(name="*", expr="*"),
+                                 Derivation(name="total", expr="t_purchases_v1_purchase_price_sum_2d + coalesce(t_returns_v1_refund_amt_sum_3d, 0)")])
+        columns = Join(left=left, right_parts=PARTS, row_ids=["request_id"],
+                       bootstrap_parts=[BootstrapPart(table="boot.some_columns")])
+        shared = Join(left=left, right_parts=PARTS, row_ids=["request_id"],
+                      bootstrap_parts=[BootstrapPart(table="boot.first"), BootstrapPart(table="boot.second")])
+        external = Join(left=left, right_parts=PARTS, row_ids=["request_id"],
+                        online_external_parts=[ExternalPart(ExternalSource(name="risk", key_fields=[("user_id", DataType.STRING)],
+                                                                           value_fields=[("score", DataType.LONG)]))],
+                        bootstrap_parts=[BootstrapPart(table="boot.custom",
+                                                       query=Query(selects=select("request_id", ext_risk_score="risk_score")))])
+        with_log = Join(left=left, right_parts=PARTS, row_ids=["request_id"], bootstrap_from_log=True,
+                      bootstrap_parts=[BootstrapPart(table="boot.second")])
+        covered_missing = Join(left=left, right_parts=[JoinPart(group_by=missing.v1)], row_ids=["request_id"],
+                               bootstrap_parts=[BootstrapPart(table="boot.missing_all")])
+        duplicated = Join(left=left, right_parts=PARTS, row_ids=["request_id"],
+                          bootstrap_parts=[BootstrapPart(table="boot.duplicated")])
+    """,
+}
+PA = ["t_purchases_v1_purchase_price_sum_2d", "t_purchases_v1_purchase_price_count_2d"]
+RB = ["t_returns_v1_refund_amt_sum_3d"]
+
+
+@pytest.fixture(scope="module")
+def setup(spark, tmp_path_factory):
+    from feature_assets.compiler import compile_configs, load_compiled, write_compiled
+    from feature_assets.dev.datagen.quickstart import generate_quickstart_data
+    from feature_assets.storage import Warehouse
+
+    tmp = tmp_path_factory.mktemp("bootstrap_rules")
+    repo = tmp / "repo"
+    write_repo(repo, REPO)
+    write_compiled(compile_configs(repo))
+    root = str(tmp / "warehouse")
+    generate_quickstart_data(
+        root,
+        START,
+        END,
+        n_users=8,
+        purchases_per_day=30,
+        returns_per_day=10,
+        checkouts_per_day=20,
+        tables=["purchases", "returns", "checkouts"],
+    )
+    store = Warehouse(spark, root)
+    left = store.read("data.checkouts").toPandas().sort_values("request_id").reset_index(drop=True)
+    tables = {t: store.read(t).toPandas() for t in ("data.purchases", "data.returns")}
+    return load_compiled(repo)["joins"], store, left, tables
+
+
+def write_table(spark, store, table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    clean = frame.astype(object).where(frame.notna(), None)
+    store.write_partitions(spark.createDataFrame(clean), table, START, END)
+    return frame
+
+
+def sample(left: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    return left[np.random.default_rng(seed).random(len(left)) < fraction][["request_id", "ds"]].copy()
+
+
+def values(n: int, seed: int, nulls: float = 0.0) -> pd.array:
+    rng = np.random.default_rng(seed)
+    data = rng.integers(100_000, 200_000, n)
+    return pd.array(np.where(rng.random(n) < nulls, -1, data), dtype="Int64").astype(object)
+
+
+def run_join(store, join, start=START, end=END):
+    from feature_assets.offline.bootstrap import enrich_left
+    from feature_assets.offline.join import assemble_join, compute_needed_join_part, read_left
+
+    left = read_left(store, join, start, end)
+    enriched, info = enrich_left(store, join, left, start, end)
+    parts, stats = [], []
+    for part in join.join_parts:
+        frame, stat = compute_needed_join_part(store, join, part, enriched, start, end, read_snapshot=None)
+        parts.append((part, frame))
+        stats.append(stat)
+    return assemble_join(join, enriched, parts).toPandas(), stats, info
+
+
+def computed(left, tables, join) -> pd.DataFrame:
+    out = pd.DataFrame(index=left.index)
+    for part in join.raw["joinParts"]:
+        stem = part["groupBy"]["metaData"]["name"].replace(".", "_") + "_"
+        for column, series in naive_join_part(left, part["groupBy"], tables).items():
+            out[stem + column] = series
+    return out
+
+
+def nullify(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    frame[column] = [None if v == -1 else v for v in frame[column]]
+    return frame
+
+
+def test_subset_of_rows_and_of_group_bys_with_derivations(spark, setup):
+    joins, store, left, tables = setup
+    boot = sample(left, 0.5, 1)
+    for i, column in enumerate(PA):
+        boot[column] = values(len(boot), 10 + i)
+    boot = boot._append(pd.DataFrame({"request_id": ["not-a-left-row"], "ds": [START], PA[0]: [1], PA[1]: [1]}))
+    write_table(spark, store, "boot.rows", boot)
+    out, stats, info = run_join(store, joins["t.model.rows"])
+    expected = by_priority(
+        left, computed(left, tables, joins["t.model.rows"]), [boot.drop(columns="ds")], {"a": PA, "b": RB}, []
+    )
+    assert len(out) == len(left)
+    assert_frames_equal(out, expected, PA + RB)
+    assert stats[0]["rows_computed"] == len(left) - (len(boot) - 1)  # covered rows skip the purchases part
+    assert stats[1]["rows_computed"] == len(left)  # returns is not covered at all
+    totals = out.set_index("request_id")
+    want = expected[PA[0]].astype(float) + expected[RB[0]].fillna(0).astype(float)
+    assert np.allclose(totals.loc[expected.index, "total"].astype(float), want, equal_nan=True)
+
+
+def test_subset_of_one_group_bys_columns_is_filled_by_computation(spark, setup):
+    joins, store, left, tables = setup
+    boot = sample(left, 0.6, 2)
+    boot[PA[0]] = values(len(boot), 20)  # sum provided, count missing: the group-by is computed for these rows
+    write_table(spark, store, "boot.some_columns", boot)
+    out, stats, _ = run_join(store, joins["t.model.columns"])
+    expected = by_priority(
+        left, computed(left, tables, joins["t.model.columns"]), [boot.drop(columns="ds")], {"a": PA, "b": RB}, []
+    )
+    assert_frames_equal(out, expected, PA + RB)
+    assert stats[0]["rows_computed"] == len(left)
+
+
+def test_several_parts_share_a_column_by_priority_and_nulls_fall_through(spark, setup):
+    joins, store, left, tables = setup
+    first = sample(left, 0.5, 3)
+    for i, column in enumerate(PA):
+        first[column] = values(len(first), 30 + i, nulls=0.4)
+    first = nullify(nullify(first, PA[0]), PA[1])
+    second = sample(left, 0.5, 4)
+    for i, column in enumerate(PA + RB):
+        second[column] = values(len(second), 40 + i)
+    write_table(spark, store, "boot.first", first)
+    write_table(spark, store, "boot.second", second)
+    out, _, _ = run_join(store, joins["t.model.shared"])
+    expected = by_priority(
+        left,
+        computed(left, tables, joins["t.model.shared"]),
+        [first.drop(columns="ds"), second.drop(columns="ds")],
+        {"a": PA, "b": RB},
+        [],
+    )
+    assert_frames_equal(out, expected, PA + RB)
+    both = set(first["request_id"]) & set(second["request_id"])
+    assert both, "the samples must overlap for the priority rule to be exercised"
+
+
+def test_external_parts_come_from_a_custom_table(spark, setup):
+    joins, store, left, tables = setup
+    custom = sample(left, 0.7, 5)
+    custom["risk_score"] = values(len(custom), 50)
+    write_table(spark, store, "boot.custom", custom)
+    out, _, info = run_join(store, joins["t.model.external"])
+    renamed = custom.rename(columns={"risk_score": "ext_risk_score"}).drop(columns="ds")
+    expected = by_priority(
+        left, computed(left, tables, joins["t.model.external"]), [renamed], {"a": PA, "b": RB}, ["ext_risk_score"]
+    )
+    assert_frames_equal(out, expected, PA + RB + ["ext_risk_score"])
+    assert info["provided_by"]["boot.custom"] == ["ext_risk_score"]
+
+
+def test_log_table_has_the_lowest_priority(spark, setup):
+    joins, store, left, tables = setup
+    second = sample(left, 0.5, 4)
+    for i, column in enumerate(PA + RB):
+        second[column] = values(len(second), 40 + i)
+    write_table(spark, store, "boot.second", second)
+    log = sample(left, 0.6, 6)
+    log["ts"] = 0
+    log["schema_hash"] = "h"
+    for i, column in enumerate(PA + RB):
+        log[column] = values(len(log), 60 + i)
+    write_table(spark, store, "default.t_model_with_log_logged", log)
+    out, _, info = run_join(store, joins["t.model.with_log"])
+    assert list(info["provided_by"]) == ["boot.second", "default.t_model_with_log_logged"]
+    expected = by_priority(
+        left,
+        computed(left, tables, joins["t.model.with_log"]),
+        [second.drop(columns="ds"), log.drop(columns=["ds", "ts", "schema_hash"])],
+        {"a": PA, "b": RB},
+        [],
+    )
+    assert_frames_equal(out, expected, PA + RB)
+
+
+def test_fully_covered_part_never_reads_its_source(spark, setup):
+    joins, store, left, _ = setup
+    assert not store.exists("data.never_written")
+    boot = left[["request_id", "ds"]].copy()
+    boot["t_missing_v1_amount_max"] = values(len(boot), 70)
+    write_table(spark, store, "boot.missing_all", boot)
+    out, stats, _ = run_join(store, joins["t.model.covered_missing"])
+    assert stats[0]["rows_computed"] == 0
+    assert (
+        out.set_index("request_id").loc[boot["request_id"], "t_missing_v1_amount_max"].tolist()
+        == boot["t_missing_v1_amount_max"].tolist()
+    )
+
+
+def test_duplicate_bootstrap_rows_fail_naming_the_table_and_ids(spark, setup):
+    from feature_assets.offline.bootstrap import DuplicateBootstrapRows
+
+    joins, store, left, _ = setup
+    boot = sample(left, 0.3, 7)
+    boot[PA[0]] = 1
+    boot = pd.concat([boot, boot.head(2)])
+    write_table(spark, store, "boot.duplicated", boot)
+    with pytest.raises(DuplicateBootstrapRows) as error:
+        run_join(store, joins["t.model.duplicated"])
+    message = str(error.value)
+    assert "boot.duplicated" in message and boot["request_id"].iloc[0] in message
