@@ -8,12 +8,11 @@ The CLI is the top layer: nothing imports it. Its commands import the layers bel
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from feature_assets.cli.arguments import USAGE_ERROR, OneLineParser, UsageError
 from feature_assets.cli.offline import add_offline_commands
-from feature_assets.cli.online import MONGO_URI_ENV, NEEDS_MONGO, add_online_commands
+from feature_assets.cli.online import NEEDS_MONGO, add_online_commands, end_quickly, run_with_store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,18 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _run(args)
+        code = _run(args)
     except UsageError as error:
         print(f"feature-assets {args.command}: {error}", file=sys.stderr)
         return USAGE_ERROR
+    if argv is None:  # the command is the whole process
+        end_quickly(args, code)
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command in NEEDS_MONGO and not os.environ.get(MONGO_URI_ENV):
-        # Embedded default: the local MongoDB-protocol server (state in ./.services), on the data the
-        # quickstart loaded.
-        from feature_assets.dev.services.local import default_state_dir, local_services
-
-        with local_services(default_state_dir(), mongo=True, kafka=False):
-            return args.func(args)
+    if args.command in NEEDS_MONGO:
+        # Without FEATURE_ASSETS_MONGO_URI: the embedded server of ./.services, shared with running commands.
+        return run_with_store(args)
     return args.func(args)

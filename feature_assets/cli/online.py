@@ -1,19 +1,57 @@
-"""Online commands: upload, load, metadata-upload, fetch, serve.
+"""Online commands: upload, load, metadata-upload, rollback, fetch, serve.
 
-Each command imports the layers it needs when it runs: `feature-assets fetch` must not load Spark or Dagster.
+`upload`, `load` and `metadata-upload` materialize the Dagster assets the UI shows (`definitions.online_runs`),
+after checking, before any run starts, that the day's inputs are there (a refused command records nothing).
+`rollback` and `fetch` talk to the store directly: `feature-assets fetch` loads neither Spark nor Dagster.
+
+Without FEATURE_ASSETS_MONGO_URI the commands that need the store use the embedded MongoDB-protocol server of
+`.services` (`dev.services.local`): the one already running for that folder (the UI's, `serve`'s) when there is
+one, else one started for the command and stopped after it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
+
+from feature_assets.cli.arguments import compiled_conf, ds
 
 MONGO_URI_ENV = "FEATURE_ASSETS_MONGO_URI"
 MONGO_DATABASE_ENV = "FEATURE_ASSETS_MONGO_DATABASE"
+WAREHOUSE_ENV = "FEATURE_ASSETS_WAREHOUSE"
 # Commands that talk to the online store: without FEATURE_ASSETS_MONGO_URI they get the embedded server.
-NEEDS_MONGO = {"load", "metadata-upload", "fetch", "serve"}
+NEEDS_MONGO = {"load", "metadata-upload", "rollback", "fetch", "serve"}
+
+
+def run_with_store(args: argparse.Namespace) -> int:
+    """Run an online command with the store: the URI given, else the embedded server (reused or started)."""
+    if os.environ.get(MONGO_URI_ENV):
+        return int(args.func(args))
+    from feature_assets.dev.services.local import LocalServiceError, default_state_dir, local_services
+
+    try:
+        with local_services(default_state_dir(), mongo=True, kafka=False):
+            return int(args.func(args))
+    except LocalServiceError as error:
+        print(f"feature-assets {args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+def end_quickly(args: argparse.Namespace, code: int) -> None:
+    """End a `fetch` process at once, with its exit code.
+
+    At interpreter exit pymongo joins the monitor threads of closed clients, which sleep in half-second steps:
+    that wait would double a fetch's time. A fetch has nothing else to clean up by then (its output is
+    flushed, its client closed, the embedded server released).
+    """
+    if args.command == "fetch":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _online_store():
@@ -26,12 +64,12 @@ def _online_store():
     return MongoKVStore.from_uri(uri, database), uri, database
 
 
-def _online_group_bys(conf: str):
+def _online_group_bys(conf: Path):
     """The group-bys named by a compiled group-by, or every part of a compiled join."""
     from feature_assets.compiler import load_compiled_file
     from feature_assets.model import GroupBy, Join
 
-    config = load_compiled_file(Path(conf))
+    config = load_compiled_file(conf)
     if isinstance(config, Join):
         return config.group_bys
     if not isinstance(config, GroupBy):
@@ -39,50 +77,215 @@ def _online_group_bys(conf: str):
     return [config]
 
 
-def cmd_upload(args) -> int:
-    from feature_assets.offline.upload import run_upload
+def _repo_of(conf: Path) -> Path:
+    """The feature repo holding a compiled file: the parent of its `production/` folder."""
+    return next(parent.parent for parent in conf.resolve().parents if parent.name == "production")
+
+
+def _refused(command: str, problems: list[str]) -> int:
+    for problem in problems:
+        print(f"feature-assets {command}: {problem}", file=sys.stderr)
+    return 1
+
+
+def _definitions(conf: Path, ds_: str | None = None):
+    """The repo's Definitions; for a day before the repo's first partition, with partitions from that day (as a
+    backfill from it builds them)."""
+    from feature_assets.definitions import build_definitions
+    from feature_assets.definitions.online_runs import first_day
+    from feature_assets.definitions.runs import quiet_dagster_warnings
+
+    quiet_dagster_warnings()
+    defs = build_definitions(_repo_of(conf))
+    first = first_day(defs) if ds_ else None
+    return build_definitions(_repo_of(conf), start_date=ds_) if first and ds_ and ds_ < first else defs
+
+
+def _assets_problem(defs, keys: list, ds_: str | None) -> str | None:
+    """Why the assets cannot run for the day (not in the graph, or the day is not a partition), else None."""
+    from feature_assets.definitions.online_runs import NotAPartition, check_day
+
+    graph = defs.resolve_asset_graph()
+    absent = [key.to_user_string() for key in keys if not graph.has(key)]
+    if absent:
+        return f"no asset {', '.join(absent)}: only online group-bys and joins (online=True) have one"
+    try:
+        if ds_:
+            check_day(defs, ds_)
+    except NotAPartition as error:
+        return str(error)
+    return None
+
+
+def _each(group_bys, check, refusals: tuple[type[Exception], ...]) -> list[str]:
+    """The refusals of `check(group_by)` over the group-bys, one message each."""
+    problems = []
+    for group_by in group_bys:
+        try:
+            check(group_by)
+        except refusals as error:
+            problems.append(str(error))
+    return problems
+
+
+def _run_id(args: argparse.Namespace) -> str:
+    """The Dagster run's id, known before Spark starts: without --verbose, Spark's output goes to its log file."""
+    from feature_assets.definitions.runs import quiet_spark_loggers, run_log_path
+    from feature_assets.resources.spark import SPARK_LOG_ENV
+
+    run_id = str(uuid.uuid4())
+    if not args.verbose:
+        quiet_spark_loggers()
+        os.environ[SPARK_LOG_ENV] = str(run_log_path(run_id))
+    return run_id
+
+
+def _materialize(command: str, args: argparse.Namespace, run_id: str, defs, keys: list, line) -> int:
+    """Run the assets, write the run's log file, and print a line per materialization (or the causes of the
+    failure); the exit code."""
+    from feature_assets.definitions.online_runs import materialize_online
+    from feature_assets.definitions.runs import default_instance, run_log_path, write_run_log
+
+    instance = default_instance()
+    log_level = "INFO" if args.verbose else "CRITICAL"
+    ds_ = getattr(args, "ds", None)
+    allow_empty = getattr(args, "allow_empty", False)
+    run = materialize_online(defs, keys, ds_, allow_empty, instance=instance, run_id=run_id, log_level=log_level)
+    log_path = run_log_path(run_id)
+    write_run_log(instance, run_id, log_path)
+    for item in run.materialized:
+        print(line(item))
+    if run.success:
+        print(f"(Dagster run {run_id[:8]}, in the UI's Runs page)")
+        return 0
+    _refused(command, run.errors + [f"Dagster run {run_id} failed; its full log is in {log_path}"])
+    return 1
+
+
+def _use_warehouse(args: argparse.Namespace) -> None:
+    """--warehouse, for this process and the Dagster run's warehouse resource (which reads the environment)."""
+    if args.warehouse:
+        os.environ[WAREHOUSE_ENV] = args.warehouse
+
+
+def _warehouse(args: argparse.Namespace):
     from feature_assets.resources.spark import SparkResource
     from feature_assets.storage import Warehouse
 
-    warehouse = Warehouse(SparkResource().get_session(), args.warehouse)
-    for group_by in _online_group_bys(args.conf):
-        rows = run_upload(warehouse, group_by, args.ds)
-        print(f"wrote {group_by.upload_table} [{args.ds}] rows={rows}")
-    return 0
+    return Warehouse(SparkResource().get_session(), args.warehouse)
 
 
-def cmd_load(args) -> int:
-    from feature_assets.offline.upload import load_upload
-    from feature_assets.resources.spark import SparkResource
-    from feature_assets.storage import Warehouse
+def cmd_upload(args: argparse.Namespace) -> int:
+    from feature_assets.definitions.online_assets import upload_asset_key
+    from feature_assets.offline.upload import UploadRefused, check_upload
 
-    store, uri, database = _online_store()
-    warehouse = Warehouse(SparkResource().get_session(), args.warehouse)
-    for group_by in _online_group_bys(args.conf):
-        result = load_upload(warehouse, group_by, args.ds, store, uri, database)
-        rate = f" ({result['rows'] / result['seconds']:.0f} keys/s)" if result["seconds"] else ""
-        print(
-            f"{group_by.batch_dataset} [{args.ds}]: {result['status']} version "
-            f"{result['version']} rows={result['rows']} in {result['seconds']}s{rate}"
-        )
-    return 0
+    conf = compiled_conf(args.conf)
+    group_bys = _online_group_bys(conf)
+    keys = [upload_asset_key(group_by) for group_by in group_bys]
+    _use_warehouse(args)
+    defs = _definitions(conf, args.ds)
+    problem = _assets_problem(defs, keys, args.ds)
+    if problem:
+        return _refused("upload", [problem])
+    run_id = _run_id(args)
+    warehouse = _warehouse(args)
+    check = lambda group_by: check_upload(warehouse, group_by, args.ds, args.allow_empty)  # noqa: E731
+    problems = _each(group_bys, check, (UploadRefused,))
+    if problems:  # refused before any run starts: nothing is recorded as failed
+        return _refused("upload", problems)
+    return _materialize(
+        "upload", args, run_id, defs, keys, lambda m: f"materialized {m.asset} [{m.partition}] rows={_rows(m)}"
+    )
 
 
-def cmd_metadata_upload(args) -> int:
-    from feature_assets.compiler import load_compiled_file
-    from feature_assets.model import GroupBy, Join
-    from feature_assets.online.store import upload_metadata
+def cmd_load(args: argparse.Namespace) -> int:
+    from feature_assets.definitions.online_assets import load_asset_key
+    from feature_assets.offline.upload import UploadRefused, check_load
+    from feature_assets.online.store import EmptyBatchRefused
 
+    conf = compiled_conf(args.conf)
+    group_bys = _online_group_bys(conf)
+    keys = [load_asset_key(group_by) for group_by in group_bys]
+    _use_warehouse(args)
+    defs = _definitions(conf, args.ds)
+    problem = _assets_problem(defs, keys, args.ds)
+    if problem:
+        return _refused("load", [problem])
+    run_id = _run_id(args)
+    warehouse = _warehouse(args)
     store, _, _ = _online_store()
-    config = load_compiled_file(Path(args.conf))
+    check = lambda group_by: check_load(warehouse, group_by, args.ds, store, args.allow_empty)  # noqa: E731
+    problems = _each(group_bys, check, (UploadRefused, EmptyBatchRefused))
+    if problems:
+        return _refused("load", problems)
+    return _materialize("load", args, run_id, defs, keys, lambda m: _load_line(m, args))
+
+
+def _rows(item) -> object:
+    per_day = item.metadata.get("rows_per_day") or {}
+    return per_day.get(item.partition, item.metadata.get("dagster/row_count", "?"))
+
+
+def _load_line(item, args: argparse.Namespace) -> str:
+    day = item.partition
+    status = (item.metadata.get("statuses") or {}).get(day, "?")
+    version = (item.metadata.get("versions") or {}).get(day, "?")
+    seconds = (item.metadata.get("seconds") or {}).get(day)
+    rate = (item.metadata.get("keys_per_second") or {}).get(day)
+    timing = f" in {seconds}s" + (f" ({rate:.0f} keys/s)" if rate else "") if seconds else ""
+    line = f"materialized {item.asset} [{day}] rows={_rows(item)}: {status} version {version}{timing}"
+    latest = item.metadata.get("latest_day")
+    if latest and latest > day:  # a later day is loaded: fetches after it do not read this batch
+        line += (
+            f"\n    note: fetches after {latest} read the batch of {latest}; to serve {day} instead: "
+            f"feature-assets rollback --conf {args.conf} --ds {day}"
+        )
+    return line
+
+
+def cmd_metadata_upload(args: argparse.Namespace) -> int:
+    from feature_assets.compiler import load_compiled_file
+    from feature_assets.definitions.online_assets import metadata_asset_key
+    from feature_assets.model import GroupBy, Join
+
+    conf = compiled_conf(args.conf)
+    config = load_compiled_file(conf)
     if not isinstance(config, (Join, GroupBy)):
-        raise SystemExit(f"{args.conf} is not a join or a group-by")
-    for key in upload_metadata(store, config.kind, config):
-        print(f"stored {key}")
-    return 0
+        return _refused("metadata-upload", [f"{args.conf} is not a join or a group-by"])
+    defs, keys = _definitions(conf), [metadata_asset_key(config.name)]
+    problem = _assets_problem(defs, keys, None)
+    if problem:
+        return _refused("metadata-upload", [problem])
+    line = lambda m: "\n".join(f"stored {key}" for key in m.metadata["documents"])  # noqa: E731
+    return _materialize("metadata-upload", args, _run_id(args), defs, keys, line)
 
 
-def cmd_fetch(args) -> int:
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from feature_assets.online.store import RollbackError, rollback_batch
+
+    conf = compiled_conf(args.conf)
+    store, _, _ = _online_store()
+    problems = []
+    for group_by in _online_group_bys(conf):
+        try:
+            done = rollback_batch(store, group_by, args.ds)
+        except RollbackError as error:
+            problems.append(str(error))
+            continue
+        print(
+            f"{group_by.batch_dataset}: fetches after {args.ds} now read the batch of {args.ds} "
+            f"(version {done['version']}, rows={done['rows']})"
+        )
+        for day, info in sorted(done["held"].items()):
+            print(f"    held back {day} (version {info['version']}, rows={info['rows']}): kept, no longer served")
+        for day, info in sorted(done["restored"].items()):
+            print(f"    restored {day} (version {info['version']}, rows={info['rows']})")
+        if done["held"]:
+            print(f"    to serve them again: feature-assets rollback --conf {args.conf} --ds {max(done['held'])}")
+    return _refused("rollback", problems) if problems else 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
     from feature_assets.online.fetch.fetcher import Fetcher, UnknownName, UnsupportedDerivation
     from feature_assets.online.store import StoreUnavailable
 
@@ -101,12 +304,14 @@ def cmd_fetch(args) -> int:
     except (UnknownName, UnsupportedDerivation, StoreUnavailable) as error:
         print(str(error), file=sys.stderr)
         return 1
+    finally:
+        store.close()
     print(json.dumps(result, indent=2, default=str))
     responses = result if isinstance(result, list) else [result]
     return 1 if any(r["error_type"] == "invalid_key" for r in responses) else 0
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     from feature_assets.online.fetch.service import serve
 
     serve(host=args.host, port=args.port, max_batch=args.max_batch)
@@ -114,23 +319,36 @@ def cmd_serve(args) -> int:
 
 
 def add_online_commands(commands) -> None:
-    upload = commands.add_parser("upload", help="write a group-by's online upload table partition (Spark)")
-    upload.add_argument(
-        "--conf", required=True, help="e.g. production/group_bys/quickstart/purchases.v1 (a join: all its parts)"
-    )
-    upload.add_argument("--ds", required=True)
+    conf_help = "e.g. production/group_bys/quickstart/purchases.v1 (a join: all its parts)"
+    allow_empty_help = "accept an empty %s (by default refused: fetches would return empty values)"
+    verbose_help = "print Dagster's and Spark's logs, not only the command's own lines"
+    upload = commands.add_parser("upload", help="materialize a group-by's online upload partition (Dagster, Spark)")
+    upload.add_argument("--conf", required=True, help=conf_help)
+    upload.add_argument("--ds", required=True, type=ds)
     upload.add_argument("--warehouse")
+    upload.add_argument("--allow-empty", action="store_true", help=allow_empty_help % "upload")
+    upload.add_argument("--verbose", action="store_true", help=verbose_help)
     upload.set_defaults(func=cmd_upload)
 
-    load = commands.add_parser("load", help="bulk-load an upload partition into MongoDB ($FEATURE_ASSETS_MONGO_URI)")
-    load.add_argument("--conf", required=True)
-    load.add_argument("--ds", required=True)
+    load = commands.add_parser("load", help="materialize the bulk load of an upload partition into MongoDB (Dagster)")
+    load.add_argument("--conf", required=True, help=conf_help)
+    load.add_argument("--ds", required=True, type=ds)
     load.add_argument("--warehouse")
+    load.add_argument("--allow-empty", action="store_true", help=allow_empty_help % "batch over a non-empty one")
+    load.add_argument("--verbose", action="store_true", help=verbose_help)
     load.set_defaults(func=cmd_load)
 
     metadata = commands.add_parser("metadata-upload", help="store a compiled join or group-by in the online metadata")
     metadata.add_argument("--conf", required=True, help="e.g. production/joins/quickstart/training_set.v2")
+    metadata.add_argument("--verbose", action="store_true", help=verbose_help)
     metadata.set_defaults(func=cmd_metadata_upload)
+
+    rollback = commands.add_parser(
+        "rollback", help="serve an earlier loaded batch: later days are held back (kept, restorable)"
+    )
+    rollback.add_argument("--conf", required=True, help=conf_help)
+    rollback.add_argument("--ds", required=True, type=ds, help="the loaded day to serve from now on")
+    rollback.set_defaults(func=cmd_rollback)
 
     fetch = commands.add_parser("fetch", help="fetch online features and print them as JSON")
     fetch.add_argument("--type", required=True, choices=["group-by", "join"])

@@ -16,6 +16,7 @@ from feature_assets.api.naming import resolve_name
 from feature_assets.api.sources import EntitySource, EventSource, JoinSource, unwrap_source
 from feature_assets.compiler import discovery, serialize, validate
 from feature_assets.compiler.errors import CompileError
+from feature_assets.compiler.warehouse_check import WarehouseSchemas, check_group_by, check_join
 from feature_assets.model import GROUP_BYS, JOINS, KINDS, STAGING_QUERIES, CompiledRepo, Config, config_from_json
 
 PRODUCTION = "production"
@@ -34,6 +35,7 @@ def compiled_path(repo: Path, kind: str, name: str) -> Path:
 class Compilation:
     repo: Path
     compiled: dict[tuple[str, str], dict] = field(default_factory=dict)  # (kind, name) -> JSON dict
+    tables: WarehouseSchemas | None = None  # the warehouse whose existing source tables configs must match
 
     def name_of(self, obj: Any, expected: type) -> str:
         if not isinstance(obj, expected):
@@ -67,6 +69,8 @@ class Compilation:
             compiled = serialize.group_by_dict(group_by, name, file, self.join_reference)
             refuse_unsupported(group_by, file, name)
             validate.validate_group_by(compiled, file)
+            if self.tables is not None:
+                check_group_by(compiled, file, self.tables)
             self.compiled[key] = compiled
         return self.compiled[key]
 
@@ -82,6 +86,8 @@ class Compilation:
             check_source_type(unwrap_source(join.left), file, name, "left")
             compiled = serialize.join_dict(join, name, file, self.add_group_by, self.join_reference)
             validate.validate_join(compiled, file)
+            if self.tables is not None:
+                check_join(compiled, file, self.tables)
             self.compiled[key] = compiled
         return self.compiled[key]
 
@@ -168,10 +174,16 @@ def check_source_type(source: Any, file: str, name: str, field: str) -> None:
         )
 
 
-def compile_configs(repo: str | Path, conf: str | Path | None = None) -> Compilation:
-    """Compile one config file (or, without `conf`, every config file of the repo)."""
+def compile_configs(
+    repo: str | Path, conf: str | Path | None = None, warehouse: str | Path | None = None
+) -> Compilation:
+    """Compile one config file (or, without `conf`, every config file of the repo).
+
+    With `warehouse`, configs are also checked against the source tables it holds (columns, key types);
+    `feature-assets compile` passes the warehouse the other commands use.
+    """
     repo = Path(repo).resolve()
-    compilation = Compilation(repo)
+    compilation = Compilation(repo, tables=WarehouseSchemas(warehouse) if warehouse is not None else None)
     with discovery.repo_on_path(repo):
         files = [resolve_conf(repo, conf)] if conf else discovery.config_files(repo)
         for file in files:

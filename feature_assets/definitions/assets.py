@@ -30,6 +30,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from feature_assets.checks import schemas
+from feature_assets.definitions.columns import definition_columns, describe_columns
 from feature_assets.definitions.graph import BOOTSTRAP, GROUP_BY, JOIN, JOIN_PART, SOURCE, STAGING_QUERY, Edge, Node
 from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, StagingQuery
 from feature_assets.offline.bootstrap import enrich_left
@@ -64,12 +65,27 @@ def _range(context: AssetExecutionContext) -> tuple[str, str]:
     return keys.start, keys.end
 
 
-def _table_schema(frame: DataFrame) -> TableSchema:
-    return TableSchema(columns=[TableColumn(f.name, f.dataType.simpleString()) for f in frame.schema.fields])
+def _table_schema(node: Node, frame: DataFrame | None = None) -> TableSchema:
+    """The column schema, described from the configs: of the written data (its columns and types), or, on the
+    asset's definition before any run, the columns and the types its config decides."""
+    if frame is None:
+        columns = [TableColumn(c.name, c.type, c.description or None) for c in definition_columns(node)]
+        return TableSchema(columns=columns)
+    docs = describe_columns(node)
+    return TableSchema(
+        columns=[TableColumn(f.name, f.dataType.simpleString(), docs.get(f.name)) for f in frame.schema.fields]
+    )
 
 
 def _rows_per_day(frame: DataFrame) -> dict[str, int]:
+    """Rows per `ds` of a frame; days without rows are absent."""
     return {row["ds"]: row["count"] for row in frame.groupBy("ds").count().collect()}
+
+
+def _add_rows_per_partition(context: AssetExecutionContext, days: list[str], rows: dict[str, int]) -> None:
+    """Give each day's materialization its own row count (the range's metadata is shared by all its days)."""
+    for ds in days:
+        context.add_asset_metadata({"dagster/row_count": rows.get(ds, 0)}, partition_key=ds)
 
 
 def written_result(
@@ -82,16 +98,21 @@ def written_result(
     extra_metadata: dict | None = None,
     extra_checks: Callable[[DataFrame, dict[str, int]], list[AssetCheckResult]] | None = None,
 ) -> MaterializeResult:
-    """Metadata and check results for the just-written range, read back from the warehouse."""
+    """Metadata and check results for the just-written range, read back from the warehouse.
+
+    Each day's materialization gets that day's own row count (`dagster/row_count`, the UI's "Row count");
+    the range as a whole is described under other names (`range_rows`, `partition_range`).
+    """
     frame = warehouse.read(node.table, start, end)
     rows = _rows_per_day(frame)
+    _add_rows_per_partition(AssetExecutionContext.get(), date_range(start, end), rows)
     passed, schema_metadata = schemas.validate_schema(frame, node.table, expected)
     checks = [AssetCheckResult(check_name=SCHEMA_CHECK, passed=passed, metadata=schema_metadata)]
     if extra_checks:
         checks += extra_checks(frame, rows)
     metadata: dict[str, Any] = {
-        "dagster/row_count": sum(rows.values()),
-        "dagster/column_schema": _table_schema(frame),
+        "range_rows": sum(rows.values()),
+        "dagster/column_schema": _table_schema(node, frame),
         "table": node.table,
         "path": MetadataValue.path(warehouse.table_path(node.table)),
         "partition_range": f"{start}..{end}",
@@ -145,12 +166,13 @@ def _common(
         )
     if partitioning.note:
         metadata["partitions_start"] = partitioning.note
+    metadata["dagster/column_schema"] = MetadataValue.table_schema(_table_schema(node))
     return dict(
         key=asset_key(node.table),
         partitions_def=partitioning.definition,
         backfill_policy=BackfillPolicy.single_run(),
         deps=[dependency(edge) for edge in node.upstream],
-        group_name=node.team,
+        group_name=node.group,
         kinds=kinds,
         description=description,
         check_specs=_check_specs(node, checks),

@@ -54,12 +54,25 @@ class Node:
     join: Join | None = None
     part: JoinPart | None = None
     upstream: list[Edge] = field(default_factory=list)
-    readers: list[TableSource] = field(default_factory=list)  # event and entity sources reading a source table
+    # (config name, its event or entity source) of every config reading a source table
+    reads: list[tuple[str, TableSource]] = field(default_factory=list)
     optional: bool = False  # a source that may not exist yet (a join's log table before any fetch is logged)
 
     @property
     def name(self) -> str:
         return self.config.name if self.config is not None else self.table
+
+    @property
+    def readers(self) -> list[TableSource]:
+        return [source for _, source in self.reads]
+
+    @property
+    def group(self) -> str:
+        """The asset group: a join's bootstrap step, parts and output share one named after the join, so two
+        joins' parts over the same group-by (whose table names share a long prefix) are told apart."""
+        if self.kind in (BOOTSTRAP, JOIN_PART, JOIN) and self.join is not None:
+            return self.join.table_name
+        return self.team
 
 
 def source_edges(group_by: GroupBy, extra_offset: int = 0) -> list[Edge]:
@@ -89,7 +102,8 @@ class _GraphBuilder:
 
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
-        self.source_reads: list[tuple[str, Source | str]] = []  # (table, its reader: a source, "bootstrap", "log")
+        # (table, the config reading it, its reader: a source, "bootstrap" or "log")
+        self.source_reads: list[tuple[str, str, Source | str]] = []
 
     def add_staging_query(self, staging_query: StagingQuery) -> None:
         upstream = [Edge(qualified(t), 0, 0, "read by SQL") for t in staging_query.referenced_tables]
@@ -101,7 +115,7 @@ class _GraphBuilder:
         if table not in self.nodes:
             self.nodes[table] = Node(table, GROUP_BY, group_by.team, group_by, upstream=source_edges(group_by))
             for source in group_by.sources:
-                self.source_reads.append((source.read_table, source))
+                self.source_reads.append((source.read_table, group_by.name, source))
                 if isinstance(source, JoinSource):
                     self.add_join(source.join)
         return table
@@ -111,7 +125,7 @@ class _GraphBuilder:
         if table in self.nodes:
             return table
         left_table = join.left.read_table
-        self.source_reads.append((left_table, join.left))
+        self.source_reads.append((left_table, join.name, join.left))
         if isinstance(join.left, JoinSource):
             self.add_join(join.left.join)
         bootstrap_table = self._add_bootstrap(join, left_table)
@@ -154,7 +168,7 @@ class _GraphBuilder:
             join,
             upstream=[Edge(left_table, 0, 0, "left rows")] + edges,
         )
-        self.source_reads += [(qualified(s.table), "log" if s.is_log else "bootstrap") for s in sources]
+        self.source_reads += [(qualified(s.table), join.name, "log" if s.is_log else "bootstrap") for s in sources]
         return join.bootstrap_table
 
     def _part_inputs(self, join: Join, part: JoinPart) -> list[Edge]:
@@ -183,12 +197,12 @@ class _GraphBuilder:
             for edge in node.upstream:
                 if edge.table not in self.nodes:
                     self.nodes[edge.table] = Node(edge.table, SOURCE, "sources")
-        for table, reader in self.source_reads:
+        for table, config_name, reader in self.source_reads:
             node = self.nodes[table]
             if node.kind != SOURCE:
                 continue
             if isinstance(reader, (EventSource, EntitySource)):
-                node.readers.append(reader)
+                node.reads.append((config_name, reader))
             if reader == "log":
                 node.optional = True
         return dict(sorted(self.nodes.items()))

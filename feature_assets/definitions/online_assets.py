@@ -8,24 +8,39 @@ For every online group-by (online itself, or a part of an online join):
   switch to it only when it is complete.
 For every online join and group-by, `online/metadata/{clean name}` (unpartitioned, kind mongodb) stores the
 compiled config in the metadata collection. A partition backfill of the upload and load assets in the UI
-refreshes the online store for those days.
+refreshes the online store for those days; the CLI's upload, load and metadata-upload materialize these same
+assets (`online_runs`).
+
+An upload or load that would be wrong fails its run with the cause (see `offline.upload`): missing input
+partitions, an empty upload, an empty batch replacing a non-empty one. A run tagged
+`feature_assets/allow_empty=true` (the CLI's `--allow-empty`) lets the empty ones through.
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset bodies' annotations as types.
 import time
 
-from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, MaterializeResult, PartitionsDefinition, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    PartitionsDefinition,
+    asset,
+)
 
 from feature_assets.definitions.assets import asset_key, dependency
 from feature_assets.definitions.graph import Edge, source_edges
-from feature_assets.model.configs import CompiledRepo, GroupBy, Join
+from feature_assets.model.configs import GROUP_BYS, CompiledRepo, GroupBy, Join
 from feature_assets.naming import clean_name, dataset_name
-from feature_assets.offline.upload import load_upload, run_upload
-from feature_assets.online.store import MongoKVStore, upload_metadata
+from feature_assets.offline.upload import UploadRefused, load_upload, run_upload
+from feature_assets.online.store import EmptyBatchRefused, MongoKVStore, upload_metadata
 from feature_assets.resources.mongo import MongoResource
 from feature_assets.resources.spark import SparkResource
 from feature_assets.resources.warehouse import WarehouseResource
 from feature_assets.storage import date_range
+
+ALLOW_EMPTY_TAG = "feature_assets/allow_empty"
 
 
 def online_group_bys(compiled: CompiledRepo) -> dict[str, GroupBy]:
@@ -64,6 +79,10 @@ def _range(context: AssetExecutionContext) -> list[str]:
     return date_range(keys.start, keys.end)
 
 
+def _allow_empty(context: AssetExecutionContext) -> bool:
+    return context.run.tags.get(ALLOW_EMPTY_TAG, "").lower() == "true"
+
+
 def _upload_asset(group_by: GroupBy, partitions_def: PartitionsDefinition):
     if group_by.online_kind == "snapshot":
         edges = [Edge(group_by.output_table, 0, 0, "group-by daily values")]
@@ -88,10 +107,15 @@ def _upload_asset(group_by: GroupBy, partitions_def: PartitionsDefinition):
     def upload(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
         started = time.monotonic()
         store = warehouse.get(spark.get_session())
-        rows = {ds: run_upload(store, group_by, ds) for ds in _range(context)}
+        try:
+            rows = {ds: run_upload(store, group_by, ds, _allow_empty(context)) for ds in _range(context)}
+        except UploadRefused as error:
+            raise Failure(str(error)) from error
+        for ds, count in rows.items():  # each day's materialization: its own row count (the UI's "Row count")
+            context.add_asset_metadata({"dagster/row_count": count}, partition_key=ds)
         return MaterializeResult(
             metadata={
-                "dagster/row_count": sum(rows.values()),
+                "range_rows": sum(rows.values()),
                 "rows_per_day": rows,
                 "table": group_by.upload_table,
                 "seconds": round(time.monotonic() - started, 2),
@@ -120,23 +144,41 @@ def _load_asset(group_by: GroupBy, partitions_def: PartitionsDefinition):
         kv = MongoKVStore.from_resource(mongo)
         results = {}
         for ds in _range(context):
-            results[ds] = load_upload(
-                store, group_by, ds, kv, mongo.uri, mongo.database, client_options=_credentials(mongo)
-            )
+            try:
+                results[ds] = load_upload(
+                    store,
+                    group_by,
+                    ds,
+                    kv,
+                    mongo.uri,
+                    mongo.database,
+                    client_options=_credentials(mongo),
+                    allow_empty=_allow_empty(context),
+                )
+            except (UploadRefused, EmptyBatchRefused) as error:
+                raise Failure(str(error)) from error
             context.log.info(f"{dataset} {ds}: {results[ds]}")
-        return MaterializeResult(
-            metadata={
-                "dagster/row_count": sum(r["rows"] for r in results.values()),
-                "versions": {ds: r["version"] for ds, r in results.items()},
-                "statuses": {ds: r["status"] for ds, r in results.items()},
-                "keys_per_second": {
-                    ds: round(r["rows"] / r["seconds"], 1) for ds, r in results.items() if r["seconds"]
-                },
-                "dataset": dataset,
-            }
-        )
+        # The config beside its batch, as Chronon's upload carries its serving info: a loaded group-by can be
+        # fetched without a separate metadata upload.
+        documents = upload_metadata(kv, GROUP_BYS, group_by)
+        for ds, result in results.items():  # each day's materialization: its own row count
+            context.add_asset_metadata({"dagster/row_count": result["rows"]}, partition_key=ds)
+        return MaterializeResult(metadata={**_load_metadata(results), "dataset": dataset, "documents": documents})
 
     return load
+
+
+def _load_metadata(results: dict) -> dict:
+    """What the loads of a range did, day by day (the CLI prints it), and the newest day fetches now read."""
+    return {
+        "range_rows": sum(r["rows"] for r in results.values()),
+        "rows_per_day": {ds: r["rows"] for ds, r in results.items()},
+        "versions": {ds: r["version"] for ds, r in results.items()},
+        "statuses": {ds: r["status"] for ds, r in results.items()},
+        "seconds": {ds: r["seconds"] for ds, r in results.items()},
+        "keys_per_second": {ds: round(r["rows"] / r["seconds"], 1) for ds, r in results.items() if r["seconds"]},
+        "latest_day": max(r["latest"] for r in results.values()),
+    }
 
 
 def _credentials(mongo: MongoResource) -> dict:

@@ -2,8 +2,8 @@
 upload and load every online group-by of the repo for a day, store the online joins' metadata, and show
 the seed's example fetches. The CLI equivalents:
 
-    feature-assets upload --conf production/group_bys/quickstart/purchases.v1 --ds 2023-11-30
-    feature-assets load --conf production/group_bys/quickstart/purchases.v1 --ds 2023-11-30
+    feature-assets upload --conf production/group_bys/quickstart/purchases.v1 --ds 2023-12-01
+    feature-assets load --conf production/group_bys/quickstart/purchases.v1 --ds 2023-12-01
     feature-assets metadata-upload --conf production/joins/quickstart/training_set.v2
     feature-assets fetch --type group-by --name quickstart/purchases.v1 -k '{"user_id":"5"}'
     feature-assets fetch --type join --name quickstart/training_set.v2 -k '{"user_id":"5"}'

@@ -12,20 +12,24 @@ import argparse
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from feature_assets.compiler import compile_configs, load_compiled, write_compiled
 from feature_assets.definitions import build_definitions
 from feature_assets.definitions.factory import METADATA_UPLOAD_JOB, ONLINE_UPLOAD_JOB
 from feature_assets.definitions.runs import quiet_dagster_warnings, run_backfill, run_job
-from feature_assets.dev.datagen.quickstart import generate_quickstart_data
+from feature_assets.dev.datagen.parquet_tables import list_partitions
+from feature_assets.dev.datagen.quickstart import END_DS, START_DS, TABLES, date_range, generate_quickstart_data
 from feature_assets.dev.example_fetches import print_example_fetches
 from feature_assets.dev.services.local import default_state_dir, local_services
+from feature_assets.online.batch_encoding import end_of_day_millis
 from feature_assets.storage import default_root
 
 REPO_ENV = "FEATURE_ASSETS_REPO"
 QUICKSTART_FOLDER = "quickstart"
-START_DS, END_DS = "2023-11-01", "2023-11-30"
+# 00:00 UTC after the last batch day (2023-12-02): where the seed streams its realtime event (1701475200000).
+AFTER_LAST_BATCH_MILLIS = end_of_day_millis(END_DS)
 
 
 def quickstart_repo() -> Path:
@@ -50,8 +54,19 @@ def generate_data(warehouse: str) -> None:
         print(f"    {table}: {rows} rows")
 
 
-def compile_repo(repo: Path) -> None:
-    for path in write_compiled(compile_configs(repo)):
+def missing_days(warehouse: str) -> list[str]:
+    """`table ds` of every quickstart partition the warehouse lacks (an older run may have stopped earlier)."""
+    days = [day.isoformat() for day in date_range(START_DS, END_DS)]
+    missing = []
+    for table in TABLES:
+        present = set(list_partitions(warehouse, f"data.{table}"))
+        missing += [f"data.{table} {ds}" for ds in days if ds not in present]
+    return missing
+
+
+def compile_repo(repo: Path, warehouse: str) -> None:
+    """Compile every config, checked against the source tables just generated."""
+    for path in write_compiled(compile_configs(repo, warehouse=warehouse)):
         print(f"    {path.relative_to(repo)}")
 
 
@@ -103,10 +118,11 @@ def refresh_online_store(repo: Path) -> None:
 def show_fetches() -> None:
     uri = os.environ["FEATURE_ASSETS_MONGO_URI"]
     database = os.environ.get("FEATURE_ASSETS_MONGO_DATABASE", "feature_assets")
-    print("    now (the batch of 2023-11-30 serves SNAPSHOT features; TEMPORAL windows end now):")
+    print(f"    now (the batch of {END_DS} serves SNAPSHOT features; TEMPORAL windows end now):")
     print_example_fetches(uri, database)
-    print("    at 2023-12-01T00:00Z (--at-millis 1701388800000):")
-    print_example_fetches(uri, database, at_millis=1701388800000)
+    after = datetime.fromtimestamp(AFTER_LAST_BATCH_MILLIS / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
+    print(f"    at {after}, right after that batch (--at-millis {AFTER_LAST_BATCH_MILLIS}):")
+    print_example_fetches(uri, database, at_millis=AFTER_LAST_BATCH_MILLIS)
 
 
 def run(regenerate: bool = False) -> int:
@@ -117,12 +133,13 @@ def run(regenerate: bool = False) -> int:
     with local_services(default_state_dir()) as services:
         print(f"MongoDB-protocol server: {services.mongo_uri}\nKafka-protocol broker: {services.kafka_bootstrap}")
         step(f"Generating the quickstart source tables into {warehouse}")
-        if regenerate or not (Path(warehouse) / "data" / "purchases").exists():
+        missing = missing_days(warehouse)
+        if regenerate or missing:
             generate_data(warehouse)
         else:
-            print("    already there (pass --regenerate to rewrite)")
+            print(f"    already there for {START_DS}..{END_DS} (pass --regenerate to rewrite)")
         step("Compiling the quickstart feature repo")
-        compile_repo(repo)
+        compile_repo(repo, warehouse)
         step(f"Backfilling every asset for {START_DS}..{END_DS} through Dagster (local Spark)")
         assets = backfill_joins(repo)
         step(f"Uploading {END_DS} to the online store (MongoDB) and storing online metadata")
@@ -134,7 +151,7 @@ def run(regenerate: bool = False) -> int:
         print(f"    {key.replace('/', '.')}")
     print(
         "\nLook at a partition:  .venv/bin/feature-assets show --table default.quickstart_training_set_v1 "
-        "--ds 2023-11-30"
+        f"--ds {END_DS}"
     )
     print(
         "Open the UI:          bash scripts/ui.sh   (then http://127.0.0.1:3000; "

@@ -18,6 +18,7 @@ ENVIRONMENTS = ("local", "production")
 # Optional settings: passed to the resource as EnvVar only when the variable is set, because
 # Dagster fails a run on an EnvVar whose variable is missing.
 OPTIONAL_MONGO_FIELDS = {
+    "database": "FEATURE_ASSETS_MONGO_DATABASE",
     "username": "FEATURE_ASSETS_MONGO_USERNAME",
     "password": "FEATURE_ASSETS_MONGO_PASSWORD",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
@@ -25,6 +26,11 @@ LOCAL_DEFAULTS = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
 }
+# Spark's log configuration for local sessions: errors only (see the file for why).
+QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
+# A file for the driver JVM's console output (Spark's log, Python worker errors, the JVM's own notices)
+# instead of the terminal; the CLI points it at the run's log file so its output is its own lines.
+SPARK_LOG_ENV = "FEATURE_ASSETS_SPARK_LOG"
 
 
 class SparkResource(ConfigurableResource):
@@ -47,6 +53,7 @@ class SparkResource(ConfigurableResource):
         settings = dict(COMMON_DEFAULTS)
         if self.is_local:
             settings.update(LOCAL_DEFAULTS)
+            settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}"
         settings.update(self.conf)
         return settings
 
@@ -62,10 +69,30 @@ class SparkResource(ConfigurableResource):
         if active is not None:
             self._apply_runtime_settings(active)
             return active
+        log_file = os.environ.get(SPARK_LOG_ENV)
+        if log_file:
+            self._start_context_logging_to(Path(log_file))
         builder = SparkSession.builder.master(self.master).appName(self.app_name)
         for key, value in self.spark_conf().items():
             builder = builder.config(key, value)
         return builder.getOrCreate()
+
+    def _start_context_logging_to(self, log_file: Path) -> None:
+        """Start the driver JVM with its stdout and stderr appended to `log_file`; the session then reuses it.
+
+        The JVM writes some lines itself, before any log configuration applies (e.g. "Using incubator
+        modules"), so only redirecting its output keeps a terminal free of them.
+        """
+        from pyspark import SparkConf, SparkContext
+        from pyspark.java_gateway import launch_gateway
+
+        if SparkContext._active_spark_context is not None:
+            return
+        conf = SparkConf().setMaster(self.master).setAppName(self.app_name).setAll(list(self.spark_conf().items()))
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab") as log:  # the JVM keeps its own copy of the descriptor
+            gateway = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+        SparkContext(conf=conf, gateway=gateway)
 
     def _apply_runtime_settings(self, session: SparkSession) -> None:
         # A reused session keeps its static settings; the SQL settings the engine relies on

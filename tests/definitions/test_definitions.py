@@ -23,6 +23,7 @@ def graph_snapshot(defs) -> dict:
             "kinds": sorted(node.kinds),
             "partitions": type(node.partitions_def).__name__ if node.partitions_def else None,
             "partitions_start": node.partitions_def.start.strftime("%Y-%m-%d") if node.partitions_def else None,
+            "partitions_end": node.partitions_def.get_last_partition_key() if node.partitions_def else None,
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "checks": sorted(c.name for c in node.check_keys),
         }
@@ -36,6 +37,69 @@ def test_asset_graph_matches_snapshot():
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
     assert snapshot == json.loads(SNAPSHOT.read_text())
+
+
+def test_quickstart_partitions_end_where_its_data_ends():
+    """The last partition is the settings' end_date (inclusive): the day the quickstart uploads, not today."""
+    from feature_assets.definitions import partitions_for
+    from feature_assets.definitions.factory import repo_settings
+    from feature_assets.dev.datagen.quickstart import END_DS, START_DS
+
+    assert repo_settings(QUICKSTART)["end_date"] == END_DS == "2023-12-01"
+    keys = partitions_for(QUICKSTART).get_partition_keys()
+    assert (keys[0], keys[-1], len(keys)) == (START_DS, END_DS, 31)
+
+
+def test_each_join_has_its_own_group_of_steps():
+    """Two joins' parts over one group-by have table names that differ only in a long prefix: their groups,
+    named after the join, tell them apart in the lineage view."""
+    from feature_assets.definitions import build_definitions
+
+    graph = build_definitions(QUICKSTART).resolve_asset_graph()
+
+    def group(table: str) -> str:
+        return graph.get(AssetKey(["default", table])).group_name
+
+    for join in ("quickstart_training_set_v1", "quickstart_training_set_v2"):
+        steps = [join, f"{join}_bootstrap", f"{join}_quickstart_purchases_v1", f"{join}_quickstart_returns_v1"]
+        assert {group(step) for step in steps} == {join}
+    assert group("quickstart_purchases_v1") == "quickstart"
+    assert graph.get(AssetKey(["data", "purchases"])).group_name == "sources"
+
+
+def column_schema(metadata) -> dict[str, tuple[str, str | None]]:
+    return {c.name: (c.type, c.description) for c in metadata["dagster/column_schema"].schema.columns}
+
+
+def test_every_table_asset_describes_its_columns_before_any_run():
+    from feature_assets.definitions import build_definitions
+    from feature_assets.definitions.columns import UNKNOWN_TYPE
+
+    graph = build_definitions(QUICKSTART).resolve_asset_graph()
+    tables = [key for key in graph.get_all_asset_keys() if key.path[0] in ("data", "default")]
+    for key in tables:
+        node = graph.get(key)
+        if key.path[-1].endswith("_upload"):
+            continue  # the upload step's table belongs to the online assets
+        columns = column_schema(node.metadata)
+        assert columns["ds"][1], key
+        assert all(description for _, description in columns.values()), (key, columns)
+    part = column_schema(graph.get(AssetKey(["default", "quickstart_training_set_v2_quickstart_returns_v1"])).metadata)
+    assert part["user_id"] == (
+        UNKNOWN_TYPE,
+        "join key: left column `user_id` -> key `user_id` of group-by quickstart.returns.v1",
+    )
+    assert part["quickstart_returns_v1_refund_amt_count_3d"] == (
+        "bigint",
+        "COUNT of refund_amt over 3 days, per user_id, as of the left row's ts (group-by quickstart.returns.v1)",
+    )
+    purchases = column_schema(graph.get(AssetKey(["default", "quickstart_purchases_v1"])).metadata)
+    assert purchases["purchase_price_last10"][1] == (
+        "LAST_K (k=10) of purchase_price over all history, per user_id, as of the end of ds"
+    )
+    source = column_schema(graph.get(AssetKey(["data", "checkouts"])).metadata)
+    assert "selected as `request_id` by quickstart.training_set.v1" in source["request_id"][1]
+    assert "event time of quickstart.training_set.v2" in source["ts"][1]
 
 
 def test_repo_defs_loads_with_jobs_and_in_process_executor():
@@ -174,6 +238,19 @@ def test_range_backfill_is_one_run_with_passing_checks_and_idempotent(spark, qui
     }
     assert ("default/quickstart_training_set_v1", "2023-11-05") in materialized
     assert ("data/purchases", "2023-11-02") in materialized
+    # Every materialization's column schema has the data's types and the configs' descriptions.
+    output = next(
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.event_specific_data.materialization.asset_key == AssetKey(["default", "quickstart_training_set_v1"])
+    )
+    columns = column_schema(output.metadata)
+    assert columns["quickstart_purchases_v1_purchase_price_sum_3d"] == (
+        "bigint",
+        "SUM of purchase_price over 3 days, per user_id, as of the end of the day before ds "
+        "(group-by quickstart.purchases.v1)",
+    )
+    assert columns["request_id"] == ("string", "left column: `request_id` of data.checkouts (row id)")
     # One run covers all four days of every asset.
     assert len({p for k, p in materialized if k == "default/quickstart_training_set_v1"}) == 4
 

@@ -136,6 +136,17 @@ def test_quickstart_default_users_fetchable():
     assert set(f["users"].user_id) <= {str(i) for i in range(1, 101)}
 
 
+def test_quickstart_defaults_cover_the_seeds_days(tmp_path):
+    """The seed uploads 2023-12-01 and streams its realtime event at 2023-12-02 00:00 UTC (1701475200000): the
+    quickstart's data runs from 2023-11-01 through 2023-12-01, the last event just before that instant."""
+    counts = generate_quickstart_data(str(tmp_path), checkouts_per_day=2, tables=["checkouts"])
+    days = list_partitions(str(tmp_path), "data.checkouts")
+    assert (days[0], days[-1], len(days)) == ("2023-11-01", "2023-12-01", 31) and counts == {"data.checkouts": 62}
+    assert read_table(str(tmp_path), "data.checkouts").ts.max() < 1701475200000
+    main(["--warehouse", str(tmp_path / "cli"), "--tables", "returns", "--returns-per-day", "1"])
+    assert list_partitions(str(tmp_path / "cli"), "data.returns")[-1] == "2023-12-01"
+
+
 def test_zipf_skew():
     f = quickstart_frames(
         start_ds="2023-11-01",

@@ -201,11 +201,15 @@ def test_cli_up_writes_env_file_and_down_stops_servers(tmp_path):
         stderr=subprocess.PIPE,
     )
     env_file = tmp_path / "services.env"
+
+    def supervisor_recorded() -> bool:  # the servers are recorded first, then the supervisor once both answer
+        return env_file.exists() and "FEATURE_ASSETS_SERVICES_PID" in local.read_services_env(env_file)
+
     try:
         deadline = time.monotonic() + 30
-        while not env_file.exists() and up.poll() is None and time.monotonic() < deadline:
+        while not supervisor_recorded() and up.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert env_file.exists(), up.stderr.read().decode() if up.poll() is not None else "timeout"
+        assert supervisor_recorded(), up.stderr.read().decode() if up.poll() is not None else "timeout"
         values = local.read_services_env(env_file)
         assert values[MONGO_URI_ENV].startswith("mongodb://127.0.0.1:")
         assert values[KAFKA_BOOTSTRAP_ENV].startswith("127.0.0.1:")
@@ -218,8 +222,12 @@ def test_cli_up_writes_env_file_and_down_stops_servers(tmp_path):
         assert not env_file.exists()
     finally:
         if up.poll() is None:
-            up.kill()
-            up.wait()
+            up.terminate()  # it stops its servers; a kill would leave them running
+            try:
+                up.wait(30)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
 
 
 # --------------------------------------------------------------------------- the resources

@@ -30,13 +30,18 @@ from feature_assets.aggregation.windows import compute_features
 from feature_assets.online.batch_encoding import end_of_day_millis, load_rows
 from feature_assets.online.fetch.fetcher import BatchTooLarge, Fetcher, UnknownName
 from feature_assets.online.store import (
+    EmptyBatchRefused,
     InMemoryKVStore,
     LoadError,
     MongoKVStore,
+    RollbackError,
     StoreUnavailable,
     batch_pointer_key,
     batch_versions,
+    collect_garbage,
+    held_versions,
     load_batch,
+    rollback_batch,
 )
 from feature_assets.online.streaming_writer import StreamingWriter
 
@@ -178,6 +183,76 @@ def test_retired_versions_are_garbage_collected():
     assert store.count_version(dataset, "2023-11-04.v3") == 1
 
 
+def _empty_rows() -> pd.DataFrame:
+    return pd.DataFrame({"key_json": pd.Series([], dtype=object), "value": pd.Series([], dtype=object)})
+
+
+def test_an_empty_batch_never_replaces_a_non_empty_one_by_accident(store):
+    load_quickstart(store, "2023-11-20")
+    fetcher = Fetcher(store, pointer_ttl=0)
+    fetch = lambda day: fetcher.fetch_group_by(  # noqa: E731 - a fetch needing the batch of `day`
+        "quickstart/purchases.v1", {"user_id": "3"}, end_of_day_millis(day) + 1
+    )["values"]
+    before = fetch("2023-11-21")  # falls back to the batch of 2023-11-20
+    assert before["purchase_price_count_30d"] > 0
+    _, schema = snapshot_upload(purchases_events(), PURCHASES, "2023-11-21")
+    pointer = store.get_metadata(batch_pointer_key(PURCHASES.name))
+    refused = r"QUICKSTART_PURCHASES_V1_BATCH \[2023-11-21\]: the upload has 0 rows; .* batch of 2023-11-20"
+    with pytest.raises(EmptyBatchRefused, match=refused):
+        load_rows(store, PURCHASES, "2023-11-21", _empty_rows(), schema)
+    with pytest.raises(EmptyBatchRefused):  # replacing the same day's batch is refused too
+        load_rows(store, PURCHASES, "2023-11-20", _empty_rows(), schema)
+    assert store.get_metadata(batch_pointer_key(PURCHASES.name)) == pointer  # nothing changed
+    assert fetch("2023-11-21") == before
+
+    allowed = load_batch(store, PURCHASES, "2023-11-21", "2023-11-21.e", 0, schema, list, allow_empty=True)
+    assert (allowed["status"], allowed["rows"]) == ("loaded", 0)
+    assert fetch("2023-11-21")["purchase_price_count_30d"] == 0  # allowed explicitly: served, empty
+    assert fetch("2023-11-20")["purchase_price_count_30d"] > 0  # earlier times still read 2023-11-20
+
+
+def test_rollback_holds_later_days_back_and_restores_them(store):
+    loaded = {ds: load_quickstart(store, ds)[0] for ds in ("2023-11-19", "2023-11-20")}
+    _, schema = snapshot_upload(purchases_events(), PURCHASES, "2023-11-21")
+    load_batch(store, PURCHASES, "2023-11-21", "2023-11-21.e", 0, schema, list, allow_empty=True)
+    fetcher = Fetcher(store, pointer_ttl=0)
+    fetch = lambda day: fetcher.fetch_group_by(  # noqa: E731 - a fetch needing the batch of `day`
+        "quickstart/purchases.v1", {"user_id": "3"}, end_of_day_millis(day) + 1
+    )["values"]
+    served = {ds: fetch(ds) for ds in ("2023-11-19", "2023-11-20", "2023-11-21")}
+    assert served["2023-11-19"] != served["2023-11-20"] and served["2023-11-21"]["purchase_price_count_30d"] == 0
+
+    done = rollback_batch(store, PURCHASES, "2023-11-19")
+    assert sorted(done["held"]) == ["2023-11-20", "2023-11-21"] and done["restored"] == {}
+    assert (done["version"], done["rows"]) == (loaded["2023-11-19"]["version"], loaded["2023-11-19"]["rows"])
+    assert sorted(batch_versions(store, PURCHASES.name)) == ["2023-11-19"]
+    assert fetch("2023-11-22") == fetch("2023-11-20") == served["2023-11-19"]  # later fetches fall back
+    collect_garbage(store, PURCHASES, retain_days=1, grace_seconds=0)
+    held = loaded["2023-11-20"]
+    assert store.count_version(PURCHASES.batch_dataset, held["version"]) == held["rows"]  # kept, restorable
+
+    again = rollback_batch(store, PURCHASES, "2023-11-20")  # forward again, to a held day
+    assert sorted(again["restored"]) == ["2023-11-20"] and sorted(held_versions(store, PURCHASES.name)) == [
+        "2023-11-21"
+    ]
+    assert fetch("2023-11-22") == served["2023-11-20"]
+    assert sorted(rollback_batch(store, PURCHASES, "2023-11-21")["restored"]) == ["2023-11-21"]
+    assert fetch("2023-11-22") == served["2023-11-21"] and held_versions(store, PURCHASES.name) == {}
+    with pytest.raises(RollbackError, match=r"no batch of 2023-11-18 is retained .*visible: 2023-11-19, 2023-11-20"):
+        rollback_batch(store, PURCHASES, "2023-11-18")
+
+
+def test_loading_a_held_day_serves_it_again():
+    store = InMemoryKVStore()
+    load_quickstart(store, "2023-11-20")
+    first, _ = load_quickstart(store, "2023-11-21")
+    rollback_batch(store, PURCHASES, "2023-11-20")
+    again, _ = load_quickstart(store, "2023-11-21")
+    assert again["status"] == "loaded" and again["version"] == first["version"] and again["latest"] == "2023-11-21"
+    assert held_versions(store, PURCHASES.name) == {}
+    assert batch_versions(store, PURCHASES.name)["2023-11-21"]["version"] == first["version"]
+
+
 def test_streaming_index(mongo_store):
     StreamingWriter(mongo_store, RETURNS).write([{"key": {"user_id": "1"}, "ts": 5, "values": {"refund_amt": 3}}])
     indexes = mongo_store.db[RETURNS.streaming_dataset].index_information()
@@ -314,9 +389,11 @@ def test_store_outage_raises_unavailable():
         Fetcher(store).fetch_group_by("quickstart/purchases.v1", {"user_id": "1"})
 
 
-def test_cli_metadata_upload_and_fetch(mongo_store, mongo_uri, monkeypatch, capsys):
+def test_cli_metadata_upload_and_fetch(mongo_store, mongo_uri, monkeypatch, capsys, tmp_path):
     from feature_assets.cli import main
 
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))  # metadata-upload is a Dagster run
+    monkeypatch.setenv("FEATURE_ASSETS_SPARK_LOG", str(tmp_path / "spark.log"))  # it sets it: restored after
     monkeypatch.setenv("FEATURE_ASSETS_MONGO_URI", mongo_uri)
     monkeypatch.setenv("FEATURE_ASSETS_MONGO_DATABASE", mongo_store.db.name)
     rows, schema = snapshot_upload(purchases_events(), PURCHASES, "2023-11-25")

@@ -34,6 +34,9 @@ import pyarrow.compute as pc
 from feature_assets.dev.datagen.parquet_tables import default_warehouse, write_partition
 
 DAY_MS = 86_400_000
+# The quickstart's days: the seed uploads 2023-12-01 and streams its realtime event at 2023-12-02 00:00 UTC,
+# right after the last batch day.
+START_DS, END_DS = "2023-11-01", "2023-12-01"
 EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 TABLES = ("purchases", "returns", "checkouts", "users")
@@ -83,7 +86,9 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 __all__ = [
+    "END_DS",
     "SCHEMAS",
+    "START_DS",
     "TABLES",
     "QuickstartConfig",
     "date_range",
@@ -312,8 +317,8 @@ def _check_tables(tables: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def iter_quickstart_partitions(
-    start_ds: str = "2023-11-01",
-    end_ds: str = "2023-11-30",
+    start_ds: str = START_DS,
+    end_ds: str = END_DS,
     n_users: int = 100,
     purchases_per_day: int = 300,
     returns_per_day: int = 60,
@@ -334,8 +339,8 @@ def iter_quickstart_partitions(
 
 
 def quickstart_frames(
-    start_ds: str = "2023-11-01",
-    end_ds: str = "2023-11-30",
+    start_ds: str = START_DS,
+    end_ds: str = END_DS,
     n_users: int = 100,
     purchases_per_day: int = 300,
     returns_per_day: int = 60,
@@ -367,8 +372,8 @@ def quickstart_frames(
 
 def generate_quickstart_data(
     warehouse: str | None = None,
-    start_ds: str = "2023-11-01",
-    end_ds: str = "2023-11-30",
+    start_ds: str = START_DS,
+    end_ds: str = END_DS,
     n_users: int = 100,
     purchases_per_day: int = 300,
     returns_per_day: int = 60,
@@ -415,8 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--warehouse", default=None, help="warehouse root (default: $FEATURE_ASSETS_WAREHOUSE or data/warehouse)"
     )
-    p.add_argument("--start-ds", default="2023-11-01")
-    p.add_argument("--end-ds", default="2023-11-30")
+    p.add_argument("--start-ds", default=START_DS)
+    p.add_argument("--end-ds", default=END_DS)
     p.add_argument("--users", type=int, default=100, help="number of users (ids '1'..'N')")
     p.add_argument("--products", type=int, default=50)
     p.add_argument("--purchases-per-day", type=int, default=300)

@@ -2,13 +2,18 @@
 
 - `POST /v1/fetch/join/{name}` and `POST /v1/fetch/groupby/{name}` (`name` like `quickstart/training_set.v2`
   or `quickstart.training_set.v2`); body: one request (a JSON object of keys) or a batch (a JSON array of
-  them); optional query parameter `at_millis`. Answers one response or a list of them (see `fetcher`).
-- `GET /healthz`: 200 when MongoDB answers a ping, else 503. OpenAPI at `/openapi.json`, docs at `/docs`.
+  them); optional query parameter `at_millis`. Answers one response or a list of them, in request order, the
+  shape the CLI's `fetch` prints (`schemas.FetchResponse`).
+- `GET /healthz`: 200 when MongoDB answers a ping, else 503.
+- `/docs` (Swagger UI) and `/redoc` load their scripts and styles from this service (the assets ship in the
+  fastapi-offline package), so they work without internet; OpenAPI at `/openapi.json`.
 
-Errors: 404 unknown join or group-by (not in the metadata store); 400 a missing or mistyped key (the
-message names the request index and the key), a body that is not an object or array, or a derivation the
-online fetcher cannot apply; 413 a batch over `max_batch` requests; 503 while MongoDB is unreachable. The
-pymongo client reconnects by itself, so the service recovers when the server returns, without a restart.
+Errors (body `schemas.ErrorBody`): 404 unknown join or group-by (not in the metadata store); 400 a body that
+is not an object or array, a single request with a missing or mistyped key, or a derivation the online
+fetcher cannot apply; 413 a batch over `max_batch` requests; 503 while MongoDB is unreachable. In a batch, a
+request with a missing or mistyped key does not fail the others: it is answered with `values: null` and
+`error_type: invalid_key`. The pymongo client reconnects by itself, so the service recovers when the server
+returns, without a restart.
 Fetch handlers are coroutines: the store reads go through pymongo's `AsyncMongoClient` and all of a join's
 reads are awaited together (`Fetcher.afetch_join`), with no thread hop per request. Configs and batch pointers
 come from the fetcher's caches (refreshed in background threads); only the very first request of a name
@@ -19,50 +24,76 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import Any
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from pydantic import Field
+from uvicorn.config import STARTUP_FAILURE
 
 from feature_assets.online.fetch.fetcher import BatchTooLarge, Fetcher, UnknownName, UnsupportedDerivation
+from feature_assets.online.fetch.schemas import FetchBatchResponse, FetchResponse, Health, error_responses
 from feature_assets.online.store import DEFAULT_DATABASE, MONGO_URI_ENV, KVStore, MongoKVStore, StoreUnavailable
 
-RequestBody = dict[str, Any] | list[dict[str, Any]]
+MONGO_DATABASE_ENV = "FEATURE_ASSETS_MONGO_DATABASE"
+# A batch's entries are checked one by one by the fetcher (a bad entry gets its own error), so the body
+# only has to be an object or an array; the document still says what an entry should be.
+RequestBody = (
+    Annotated[dict[str, Any], Field(title="Request", description="the keys of one request")]
+    | Annotated[
+        list[Any],
+        Field(
+            title="Batch",
+            description="requests, answered one by one in this order",
+            json_schema_extra={"items": {"type": "object", "title": "Request"}},
+        ),
+    ]
+)
 AT_MILLIS = "request time in epoch millis (default: now)"
+BODY_EXAMPLES = [{"user_id": "5"}, [{"user_id": "5"}, {"user_id": "6"}]]
+BODY = "a JSON object of keys (one request) or a JSON array of them (a batch)"
+FETCHED = (
+    "One response for a request object; for an array, one per request in request order, each with its own "
+    "error (a missing or mistyped key gives `values: null`, `error_type: invalid_key`)."
+)
 # Short timeouts: an outage answers 503 within about a second instead of hanging requests.
 SERVICE_CLIENT_OPTIONS = {"serverSelectionTimeoutMS": 1000, "connectTimeoutMS": 1000, "socketTimeoutMS": 5000}
 
 
+def store_from_environment() -> tuple[MongoKVStore, str, str]:
+    """The online store named by the environment, with its URI and database."""
+    uri = os.environ.get(MONGO_URI_ENV)
+    if not uri:
+        raise RuntimeError(f"set {MONGO_URI_ENV} to the online store's MongoDB URI")
+    database = os.environ.get(MONGO_DATABASE_ENV, DEFAULT_DATABASE)
+    return MongoKVStore.from_uri(uri, database, **SERVICE_CLIENT_OPTIONS), uri, database
+
+
 def create_app(store: KVStore | None = None, fetcher: Fetcher | None = None, max_batch: int = 1000) -> FastAPI:
     if fetcher is None:
-        if store is None:
-            uri = os.environ.get(MONGO_URI_ENV)
-            if not uri:
-                raise RuntimeError(f"set {MONGO_URI_ENV} to the online store's MongoDB URI")
-            store = MongoKVStore.from_uri(
-                uri, os.environ.get("FEATURE_ASSETS_MONGO_DATABASE", DEFAULT_DATABASE), **SERVICE_CLIENT_OPTIONS
-            )
-        fetcher = Fetcher(store, max_batch=max_batch)
+        fetcher = Fetcher(store if store is not None else store_from_environment()[0], max_batch=max_batch)
     fetcher.max_batch = max_batch
-    app = FastAPI(
+    app = FastAPIOffline(
         title="feature-assets online fetcher",
         version="1",
         description="Point-in-time correct feature values of online group-bys and joins.",
+        # Swagger UI would otherwise load a validation badge from an external host.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.fetcher = fetcher
 
     @app.exception_handler(RequestValidationError)
-    def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()[:5]
-        )
-        return JSONResponse({"detail": f"invalid request body: {problems}"}, status_code=400)
+    def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = list(dict.fromkeys(describe_invalid(e) for e in error.errors()))  # a union fails twice
+        return JSONResponse({"detail": "invalid request: " + "; ".join(problems[:5])}, status_code=400)
 
-    async def run(kind: str, name: str, body: Any, at_millis: int | None) -> JSONResponse:
-        if not isinstance(body, (dict, list)):
-            raise HTTPException(400, "the body must be a JSON object of keys or an array of them")
+    async def run(kind: str, name: str, body: RequestBody, at_millis: int | None) -> JSONResponse:
         if isinstance(body, list) and len(body) > max_batch:
             raise HTTPException(413, f"batch of {len(body)} requests is over the limit of {max_batch}")
         try:
@@ -78,33 +109,52 @@ def create_app(store: KVStore | None = None, fetcher: Fetcher | None = None, max
             raise HTTPException(400, str(error)) from None
         except StoreUnavailable as error:
             raise HTTPException(503, str(error)) from None
-        responses = result if isinstance(result, list) else [result]
-        invalid = [
-            f"request {i}: {r['error']}" if isinstance(body, list) else r["error"]
-            for i, r in enumerate(responses)
-            if r["error_type"] == "invalid_key"
-        ]
-        if invalid:
-            raise HTTPException(400, "; ".join(invalid[:20]))
+        # A single invalid request is a bad request; in a batch it is one answer among the others.
+        if isinstance(result, dict) and result["error_type"] == "invalid_key":
+            raise HTTPException(400, result["error"])
         return JSONResponse(result)  # plain json.dumps: values are already JSON-ready
 
-    @app.post("/v1/fetch/join/{name:path}", summary="Fetch a join's features for one request or a batch")
+    # `response_model` types the OpenAPI document only: the handlers return the fetcher's dicts unvalidated.
+    fetch_route: dict[str, Any] = {
+        "response_model": FetchResponse | FetchBatchResponse,
+        "response_description": FETCHED,
+        "responses": error_responses(400, 404, 413, 503),
+    }
+
+    @app.post(
+        "/v1/fetch/join/{name:path}",
+        summary="Fetch a join's features for one request or a batch",
+        operation_id="fetch_join",
+        **fetch_route,
+    )
     async def fetch_join(
         name: str,
-        body: RequestBody = Body(..., examples=[{"user_id": "5"}]),
+        body: RequestBody = Body(..., description=BODY, examples=BODY_EXAMPLES),
         at_millis: int | None = Query(None, description=AT_MILLIS),
     ) -> JSONResponse:
         return await run("join", name, body, at_millis)
 
-    @app.post("/v1/fetch/groupby/{name:path}", summary="Fetch a group-by's features for one request or a batch")
+    @app.post(
+        "/v1/fetch/groupby/{name:path}",
+        summary="Fetch a group-by's features for one request or a batch",
+        operation_id="fetch_group_by",
+        **fetch_route,
+    )
     async def fetch_group_by(
         name: str,
-        body: RequestBody = Body(..., examples=[{"user_id": "5"}]),
+        body: RequestBody = Body(..., description=BODY, examples=BODY_EXAMPLES),
         at_millis: int | None = Query(None, description=AT_MILLIS),
     ) -> JSONResponse:
         return await run("groupby", name, body, at_millis)
 
-    @app.get("/healthz", summary="Liveness and MongoDB reachability", response_model=None)
+    @app.get(
+        "/healthz",
+        summary="Liveness and MongoDB reachability",
+        operation_id="healthz",
+        response_model=Health,
+        response_model_exclude_none=True,
+        responses={503: {"model": Health, "description": "MongoDB does not answer"}},
+    )
     def healthz() -> Any:
         try:
             fetcher.store.ping()
@@ -112,13 +162,76 @@ def create_app(store: KVStore | None = None, fetcher: Fetcher | None = None, max
             return JSONResponse({"status": "unavailable", "detail": str(error)}, status_code=503)
         return {"status": "ok"}
 
+    _drop_unused_validation_error(app)
     return app
 
 
+def describe_invalid(error: Mapping[str, Any]) -> str:
+    """One of FastAPI's validation errors in the user's terms (not pydantic's union branches)."""
+    location = [str(part) for part in error.get("loc", ())]
+    if location[:1] == ["body"]:
+        if error.get("type") == "json_invalid":
+            return f"the body is not valid JSON: {(error.get('ctx') or {}).get('error')}"
+        if error.get("type") == "missing":
+            return f"no body: send {BODY}"
+        return f"the body must be {BODY}"
+    return f"{' '.join(location)}: {error.get('msg')}"  # e.g. "query at_millis: Input should be a valid integer"
+
+
+def _drop_unused_validation_error(app: FastAPI) -> None:
+    """Validation errors are answered 400 (`invalid_request`), never FastAPI's default 422: remove it from the
+    OpenAPI document, which FastAPI builds once and caches in `app.openapi_schema`."""
+    schema = app.openapi()
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)
+
+
+def display_uri(uri: str) -> str:
+    """A MongoDB URI without user, password and options (options may carry credentials too)."""
+    scheme, separator, rest = uri.partition("://")
+    if not separator:
+        return uri.rsplit("@", 1)[-1].split("?", 1)[0]
+    hosts, slash, path = rest.split("?", 1)[0].partition("/")
+    return f"{scheme}://{hosts.rsplit('@', 1)[-1]}{slash}{path}"
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn's server that prints one line once it listens: after the bind, so a busy port shows only
+    uvicorn's error, and with the bound port (right for `--port 0` too)."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[str], str]):
+        super().__init__(config)
+        self.announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            port = self.servers[0].sockets[0].getsockname()[1]
+            host = self.config.host
+            print(self.announce(f"http://{f'[{host}]' if ':' in host else host}:{port}"), flush=True)
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, max_batch: int = 1000, workers: int = 1) -> None:
-    app = create_app(max_batch=max_batch)
+    store, uri, database = store_from_environment()
+    app = create_app(store=store, max_batch=max_batch)
     # Everything imported so far lives for the whole process: keep it out of the collector's scans, so
     # collections during requests stay short (they showed in the p99 latency).
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    server = AnnouncingServer(
+        config,
+        lambda url: (
+            f"serving fetches at {url} (docs: {url}/docs) from {display_uri(uri)} database {database!r}; Ctrl-C stops"
+        ),
+    )
+    # As `uvicorn.run`: uvicorn handles SIGINT and SIGTERM itself, then re-raises them once shut down.
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
