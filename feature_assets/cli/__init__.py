@@ -8,7 +8,11 @@ The CLI is the top layer: nothing imports it. Its commands import the layers bel
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+
+import yaml
 
 from feature_assets.cli.arguments import USAGE_ERROR, OneLineParser, UsageError
 from feature_assets.cli.offline import add_offline_commands
@@ -23,8 +27,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+REPO_SETTINGS = "feature_repo.yaml"
+# Folders a feature repo's settings may place (relative to the settings file), and the variables they fill.
+# The quickstart keeps its tables, Dagster home and servers in the project folder, so the seed's commands run
+# from inside quickstart/ see the data command A made.
+PATH_SETTINGS = {
+    "warehouse": "FEATURE_ASSETS_WAREHOUSE",
+    "dagster_home": "DAGSTER_HOME",
+    "services_dir": "FEATURE_ASSETS_SERVICES_DIR",
+}
+
+
+def apply_repo_paths(args: argparse.Namespace) -> None:
+    """Fill unset path variables from the feature repo's settings: the repo holding --conf, else the current
+    folder. Without settings the defaults are folders of the current directory."""
+    conf = getattr(args, "conf", None)
+    repo = next((p.parent for p in Path(conf).resolve().parents if p.name == "production"), None) if conf else None
+    settings_file = (repo or Path.cwd()) / REPO_SETTINGS
+    if not settings_file.is_file():
+        return
+    settings = yaml.safe_load(settings_file.read_text()) or {}
+    for key, variable in PATH_SETTINGS.items():
+        if settings.get(key) and not os.environ.get(variable):
+            os.environ[variable] = str((settings_file.parent / str(settings[key])).resolve())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    apply_repo_paths(args)
     try:
         code = _run(args)
     except UsageError as error:

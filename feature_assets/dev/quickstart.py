@@ -18,12 +18,13 @@ from pathlib import Path
 from feature_assets.compiler import compile_configs, load_compiled, write_compiled
 from feature_assets.definitions import build_definitions
 from feature_assets.definitions.factory import METADATA_UPLOAD_JOB, ONLINE_UPLOAD_JOB
-from feature_assets.definitions.runs import quiet_dagster_warnings, run_backfill, run_job
+from feature_assets.definitions.runs import command_log_path, quiet_dagster_warnings, run_backfill, run_job
 from feature_assets.dev.datagen.parquet_tables import list_partitions
 from feature_assets.dev.datagen.quickstart import END_DS, START_DS, TABLES, date_range, generate_quickstart_data
 from feature_assets.dev.example_fetches import print_example_fetches
 from feature_assets.dev.services.local import default_state_dir, local_services
 from feature_assets.online.batch_encoding import end_of_day_millis
+from feature_assets.resources.spark import SPARK_LOG_ENV
 from feature_assets.storage import default_root
 
 REPO_ENV = "FEATURE_ASSETS_REPO"
@@ -127,6 +128,8 @@ def show_fetches() -> None:
 
 def run(regenerate: bool = False) -> int:
     repo = quickstart_repo()
+    # The JVM's own start-up notices go to a log file, not between the quickstart's lines.
+    os.environ.setdefault(SPARK_LOG_ENV, str(command_log_path("quickstart")))
     warehouse = default_root()
     os.environ.setdefault("FEATURE_ASSETS_WAREHOUSE", warehouse)
     total = time.monotonic()

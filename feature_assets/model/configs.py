@@ -320,11 +320,37 @@ class MetaData:
         return table_of(self.output_namespace, self.name)
 
 
+class _Compiled:
+    """What every compiled config has: its metadata's names and the JSON it was built from."""
+
+    meta: MetaData
+    raw: Json
+
+    def to_json(self) -> Json:
+        return self.raw
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def team(self) -> str:
+        return self.meta.team
+
+    @property
+    def online(self) -> bool:
+        return self.meta.online
+
+    @property
+    def table_name(self) -> str:
+        return self.meta.table_name
+
+
 # --------------------------------------------------------------------------- group-by
 
 
 @dataclass(frozen=True, eq=False)
-class GroupBy:
+class GroupBy(_Compiled):
     meta: MetaData
     sources: tuple[Source, ...]
     key_columns: tuple[str, ...]
@@ -349,26 +375,7 @@ class GroupBy:
             data,
         )
 
-    def to_json(self) -> Json:
-        return self.raw
-
     # names
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def team(self) -> str:
-        return self.meta.team
-
-    @property
-    def online(self) -> bool:
-        return self.meta.online
-
-    @property
-    def table_name(self) -> str:
-        return self.meta.table_name
-
     @property
     def output_table(self) -> str:
         """The daily table: one row per key and day with the values at the end of that day."""
@@ -588,7 +595,7 @@ class BootstrapPart:
 
 
 @dataclass(frozen=True, eq=False)
-class Join:
+class Join(_Compiled):
     meta: MetaData
     left: Source
     join_parts: tuple[JoinPart, ...]
@@ -614,25 +621,6 @@ class Join:
             tuple(Derivation.from_json(d) for d in data.get("derivations") or []),
             data,
         )
-
-    def to_json(self) -> Json:
-        return self.raw
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def team(self) -> str:
-        return self.meta.team
-
-    @property
-    def online(self) -> bool:
-        return self.meta.online
-
-    @property
-    def table_name(self) -> str:
-        return self.meta.table_name
 
     @property
     def namespace(self) -> str:
@@ -752,7 +740,7 @@ class Join:
 
 
 @dataclass(frozen=True, eq=False)
-class StagingQuery:
+class StagingQuery(_Compiled):
     meta: MetaData
     query: str
     start_partition: str | None
@@ -772,17 +760,6 @@ class StagingQuery:
             data.get("partitionColumn") or "ds",
             data,
         )
-
-    def to_json(self) -> Json:
-        return self.raw
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def team(self) -> str:
-        return self.meta.team
 
     @property
     def output_table(self) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
+from support.cli import run_cli
 from support.repo import write_repo
 
 from feature_assets.dev.datagen.parquet_tables import write_partitioned
@@ -53,18 +53,6 @@ def clicks() -> pd.DataFrame:
             user = "ab"[n % 2]
             rows.append({"click_id": f"{ds}-{n}", "user_id": user, "amount": n, "ts": day + n * 60_000, "ds": ds})
     return pd.DataFrame(rows)
-
-
-def feature_assets_command() -> list[str]:
-    """The installed `feature-assets` script of this interpreter (else the module it runs)."""
-    script = Path(sys.executable).parent / "feature-assets"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "feature_assets.cli"]
-
-
-def run_cli(arguments: list[str], repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        feature_assets_command() + arguments, cwd=repo, env=env, capture_output=True, text=True, timeout=900
-    )
 
 
 @pytest.fixture(scope="module")

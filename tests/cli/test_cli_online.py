@@ -10,13 +10,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from dagster import DagsterInstance
+from support.cli import run_cli
 from support.paths import QUICKSTART
 
 from feature_assets.dev.datagen.parquet_tables import read_table, write_partitioned
@@ -28,18 +28,6 @@ pytestmark = [pytest.mark.spark, pytest.mark.services]
 SEED_DS = "2023-12-01"
 PURCHASES_CONF = "production/group_bys/quickstart/purchases.v1"
 TRAINING_SET_CONF = "production/joins/quickstart/training_set.v2"
-
-
-def feature_assets_command() -> list[str]:
-    """The installed `feature-assets` script of this interpreter (else the module it runs)."""
-    script = Path(sys.executable).parent / "feature-assets"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "feature_assets.cli"]
-
-
-def run_cli(arguments: list[str], repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        feature_assets_command() + arguments, cwd=repo, env=env, capture_output=True, text=True, timeout=900
-    )
 
 
 def ok(result: subprocess.CompletedProcess) -> str:

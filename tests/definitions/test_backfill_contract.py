@@ -9,14 +9,13 @@ the join table holds one row per left row of the range, with features over all e
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.cli import run_cli
 
 from feature_assets.dev.datagen.parquet_tables import read_table, write_partitioned
 
@@ -69,18 +68,6 @@ def expected_rows(events: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("click_id").sort_index()
-
-
-def feature_assets_command() -> list[str]:
-    """The installed `feature-assets` script of this interpreter (else the module it runs)."""
-    script = Path(sys.executable).parent / "feature-assets"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "feature_assets.cli"]
-
-
-def run_cli(arguments: list[str], repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        feature_assets_command() + arguments, cwd=repo, env=env, capture_output=True, text=True, timeout=900
-    )
 
 
 def write_repo(repo: Path) -> None:

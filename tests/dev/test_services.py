@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -177,7 +178,9 @@ def test_cli_run_gives_a_command_the_servers_and_keeps_state_in_the_current_fold
 def test_feature_assets_online_commands_start_the_embedded_server_without_a_uri(tmp_path):
     """Without FEATURE_ASSETS_MONGO_URI the CLI's online commands run inside the local server."""
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV_VARS + (local.STATE_DIR_ENV,)}
-    conf = QUICKSTART_PRODUCTION / "joins" / "quickstart" / "training_set.v2"
+    # A repo of the compiled configs alone (the quickstart's own settings place its servers in the project).
+    shutil.copytree(QUICKSTART_PRODUCTION, tmp_path / "production")
+    conf = tmp_path / "production" / "joins" / "quickstart" / "training_set.v2"
     result = subprocess.run(
         [sys.executable, "-m", "feature_assets.cli", "metadata-upload", "--conf", str(conf)],
         cwd=tmp_path,
