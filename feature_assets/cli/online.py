@@ -175,27 +175,34 @@ def _warehouse(args: argparse.Namespace):
     return Warehouse(SparkResource().get_session(), args.warehouse)
 
 
-def cmd_upload(args: argparse.Namespace) -> int:
-    from feature_assets.definitions.online_assets import upload_asset_key
-    from feature_assets.offline.upload import UploadRefused, check_upload
-
+def _checked_online_run(command: str, args: argparse.Namespace, asset_key, check, refusals) -> int:
+    """Materialize one online asset per group-by of --conf for --ds, after checking every group-by's inputs:
+    a refusal happens before any run starts, so nothing is recorded as failed."""
     conf = compiled_conf(args.conf)
     group_bys = _online_group_bys(conf)
-    keys = [upload_asset_key(group_by) for group_by in group_bys]
+    keys = [asset_key(group_by) for group_by in group_bys]
     _use_warehouse(args)
     defs = _definitions(conf, args.ds)
     problem = _assets_problem(defs, keys, args.ds)
     if problem:
-        return _refused("upload", [problem])
+        return _refused(command, [problem])
     run_id = _run_id(args)
     warehouse = _warehouse(args)
-    check = lambda group_by: check_upload(warehouse, group_by, args.ds, args.allow_empty)  # noqa: E731
-    problems = _each(group_bys, check, (UploadRefused,))
-    if problems:  # refused before any run starts: nothing is recorded as failed
-        return _refused("upload", problems)
-    return _materialize(
-        "upload", args, run_id, defs, keys, lambda m: f"materialized {m.asset} [{m.partition}] rows={_rows(m)}"
-    )
+    problems = _each(group_bys, lambda group_by: check(warehouse, group_by), refusals)
+    if problems:
+        return _refused(command, problems)
+    line = _load_line if command == "load" else _upload_line
+    return _materialize(command, args, run_id, defs, keys, lambda m: line(m, args))
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from feature_assets.definitions.online_assets import upload_asset_key
+    from feature_assets.offline.upload import UploadRefused, check_upload
+
+    def check(warehouse, group_by) -> None:
+        check_upload(warehouse, group_by, args.ds, args.allow_empty)
+
+    return _checked_online_run("upload", args, upload_asset_key, check, (UploadRefused,))
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -203,22 +210,16 @@ def cmd_load(args: argparse.Namespace) -> int:
     from feature_assets.offline.upload import UploadRefused, check_load
     from feature_assets.online.store import EmptyBatchRefused
 
-    conf = compiled_conf(args.conf)
-    group_bys = _online_group_bys(conf)
-    keys = [load_asset_key(group_by) for group_by in group_bys]
-    _use_warehouse(args)
-    defs = _definitions(conf, args.ds)
-    problem = _assets_problem(defs, keys, args.ds)
-    if problem:
-        return _refused("load", [problem])
-    run_id = _run_id(args)
-    warehouse = _warehouse(args)
     store, _, _ = _online_store()
-    check = lambda group_by: check_load(warehouse, group_by, args.ds, store, args.allow_empty)  # noqa: E731
-    problems = _each(group_bys, check, (UploadRefused, EmptyBatchRefused))
-    if problems:
-        return _refused("load", problems)
-    return _materialize("load", args, run_id, defs, keys, lambda m: _load_line(m, args))
+
+    def check(warehouse, group_by) -> None:
+        check_load(warehouse, group_by, args.ds, store, args.allow_empty)
+
+    return _checked_online_run("load", args, load_asset_key, check, (UploadRefused, EmptyBatchRefused))
+
+
+def _upload_line(item, args: argparse.Namespace) -> str:
+    return f"materialized {item.asset} [{item.partition}] rows={_rows(item)}"
 
 
 def _rows(item) -> object:

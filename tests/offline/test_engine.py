@@ -14,6 +14,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 from oracle.naive import naive_join_part, naive_snapshot_backfill, output_column_names
+from support.configs import meta, query
 from support.values import norm
 
 from feature_assets.model.configs import GroupBy, Join, StagingQuery
@@ -87,32 +88,6 @@ def agg(column, op, windows=(), buckets=(), **args):
         "inputColumn": column,
         "operation": op,
         "windows": list(windows),
-    }
-
-
-def query(selects, time_column=None):
-    return {
-        "endPartition": None,
-        "mutationTimeColumn": None,
-        "reversalColumn": None,
-        "selects": selects,
-        "setups": [],
-        "startPartition": None,
-        "timeColumn": time_column,
-        "wheres": [],
-    }
-
-
-def meta(name):
-    return {
-        "dependencies": [],
-        "name": name,
-        "online": False,
-        "outputNamespace": "default",
-        "production": False,
-        "schemaVersion": 1,
-        "tableProperties": {},
-        "team": "rnd",
     }
 
 

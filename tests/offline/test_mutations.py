@@ -13,6 +13,7 @@ import textwrap
 import pandas as pd
 import pytest
 from oracle.naive import naive_join_part, output_column_names
+from support.configs import meta, query
 from support.values import norm
 
 from feature_assets.model.configs import Join
@@ -23,32 +24,6 @@ DAY_MS = 86_400_000
 # ------------------------------------------------------------------------------------------------
 # compiled-config builders
 # ------------------------------------------------------------------------------------------------
-
-
-def query(selects, time_column=None, mutation_time_column=None, reversal_column=None):
-    return {
-        "endPartition": None,
-        "mutationTimeColumn": mutation_time_column,
-        "reversalColumn": reversal_column,
-        "selects": selects,
-        "setups": [],
-        "startPartition": None,
-        "timeColumn": time_column,
-        "wheres": [],
-    }
-
-
-def meta(name):
-    return {
-        "dependencies": [],
-        "name": name,
-        "online": False,
-        "outputNamespace": "default",
-        "production": False,
-        "schemaVersion": 1,
-        "tableProperties": {},
-        "team": "rnd",
-    }
 
 
 def agg(column, op, buckets=()):
