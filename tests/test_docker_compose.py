@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 from support.paths import PROJECT_ROOT
 
 DAGSTER_SERVICES = ("user_code", "dagster_webserver", "dagster_daemon")
+# Where the Dockerfile puts the quickstart feature repo (WORKDIR + COPY quickstart ./quickstart).
+IMAGE_QUICKSTART = "/opt/feature_assets/quickstart"
 EXPECTED_ENV = {
     "FEATURE_ASSETS_KAFKA_BOOTSTRAP": "kafka:9092",
     "FEATURE_ASSETS_WAREHOUSE": "/opt/warehouse",
@@ -130,3 +133,28 @@ def test_workspace_loads_the_code_server():
     assert workspace["load_from"] == [
         {"grpc_server": {"host": "user_code", "port": 4000, "location_name": "feature_assets"}}
     ]
+
+
+def test_each_streaming_group_by_has_its_consumer_service(compose, quickstart_compiled):
+    from feature_assets.compiler.compile import compiled_path
+    from feature_assets.model import GROUP_BYS
+
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert "WORKDIR /opt/feature_assets" in dockerfile and "COPY quickstart ./quickstart" in dockerfile
+    streaming = [g for g in quickstart_compiled.online_group_bys().values() if g.topics]
+    assert streaming
+    services = compose["services"]
+    for group_by in streaming:
+        command = ["feature-assets", "streaming", "--conf", str(compiled_path(Path(), GROUP_BYS, group_by.name))]
+        found = [name for name, service in services.items() if service.get("command") == command]
+        assert len(found) == 1, (group_by.name, found)
+        service = services[found[0]]
+        assert service["working_dir"] == IMAGE_QUICKSTART
+        assert service["restart"] == "unless-stopped"
+        assert service["depends_on"] == {
+            "mongodb": {"condition": "service_healthy"},
+            "kafka": {"condition": "service_healthy"},
+        }
+        env = environment(service)
+        assert {key: env.get(key) for key in EXPECTED_ENV} == EXPECTED_ENV
+        assert env["FEATURE_ASSETS_MONGO_URI"].startswith(MONGO_URI)

@@ -23,7 +23,7 @@ PACKAGE_DIR = ROOT / PACKAGE
 # The layer order, lowest first: a module may import its own layer or a lower one, never a higher one.
 # Keys are the first component under feature_assets (a subpackage or a top-level module).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("naming", "aggregation")),
+    ("base", ("naming", "aggregation", "sql")),
     ("model", ("model",)),
     ("authoring", ("api", "compiler")),
     ("storage", ("storage",)),
@@ -42,8 +42,8 @@ ROOT_LAYER = "base"
 # Heavy runtime dependencies and the parts of the package that must run without them (a serving
 # container has no JVM and no Dagster). Checked on module-level imports, following feature_assets imports.
 FORBIDDEN_RUNTIME: dict[str, tuple[str, ...]] = {
-    "pyspark": ("naming", "aggregation", "model", "api", "compiler", "online"),
-    "dagster": ("naming", "aggregation", "model", "api", "compiler", "storage", "online", "offline"),
+    "pyspark": ("naming", "aggregation", "sql", "model", "api", "compiler", "online"),
+    "dagster": ("naming", "aggregation", "sql", "model", "api", "compiler", "storage", "online", "offline"),
 }
 
 # Function-level imports of feature_assets modules that are deliberate, each with the reason. Keep it

@@ -16,7 +16,8 @@ import yaml
 
 from feature_assets.cli.arguments import USAGE_ERROR, OneLineParser, UsageError
 from feature_assets.cli.offline import add_offline_commands
-from feature_assets.cli.online import NEEDS_MONGO, add_online_commands, end_quickly, run_with_store
+from feature_assets.cli.online import NEEDS_MONGO, add_online_commands, end_quickly, run_with_services
+from feature_assets.cli.streaming import NEEDS_KAFKA, NEEDS_KAFKA_AND_MONGO, add_streaming_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_offline_commands(commands)
     add_online_commands(commands)
+    add_streaming_commands(commands)
     return parser
 
 
@@ -66,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command in NEEDS_MONGO:
-        # Without FEATURE_ASSETS_MONGO_URI: the embedded server of ./.services, shared with running commands.
-        return run_with_store(args)
+    # Without FEATURE_ASSETS_MONGO_URI / FEATURE_ASSETS_KAFKA_BOOTSTRAP: the embedded servers of the services
+    # folder, shared with running commands.
+    mongo = args.command in NEEDS_MONGO or args.command in NEEDS_KAFKA_AND_MONGO
+    kafka = args.command in NEEDS_KAFKA or args.command in NEEDS_KAFKA_AND_MONGO
+    if mongo or kafka:
+        return run_with_services(args, mongo=mongo, kafka=kafka)
     return args.func(args)

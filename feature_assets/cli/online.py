@@ -23,18 +23,24 @@ from feature_assets.cli.arguments import compiled_conf, ds
 MONGO_URI_ENV = "FEATURE_ASSETS_MONGO_URI"
 MONGO_DATABASE_ENV = "FEATURE_ASSETS_MONGO_DATABASE"
 WAREHOUSE_ENV = "FEATURE_ASSETS_WAREHOUSE"
+KAFKA_BOOTSTRAP_ENV = "FEATURE_ASSETS_KAFKA_BOOTSTRAP"
 # Commands that talk to the online store: without FEATURE_ASSETS_MONGO_URI they get the embedded server.
 NEEDS_MONGO = {"load", "metadata-upload", "rollback", "fetch", "serve"}
 
 
-def run_with_store(args: argparse.Namespace) -> int:
-    """Run an online command with the store: the URI given, else the embedded server (reused or started)."""
-    if os.environ.get(MONGO_URI_ENV):
+def run_with_services(args: argparse.Namespace, mongo: bool, kafka: bool) -> int:
+    """Run a command with the online store and/or the Kafka broker: the addresses given in the environment, else
+    the embedded servers (reused or started). `args.embedded_kafka` tells the command which it got."""
+    mongo = mongo and not os.environ.get(MONGO_URI_ENV)
+    args.embedded_kafka = kafka and not os.environ.get(KAFKA_BOOTSTRAP_ENV)
+    kafka = args.embedded_kafka
+    if not mongo and not kafka:
         return int(args.func(args))
     from feature_assets.dev.services.local import LocalServiceError, default_state_dir, local_services
 
     try:
-        with local_services(default_state_dir(), mongo=True, kafka=False):
+        with local_services(default_state_dir(), mongo=mongo, kafka=kafka) as services:
+            args.local_services = services
             return int(args.func(args))
     except LocalServiceError as error:
         print(f"feature-assets {args.command}: {error}", file=sys.stderr)

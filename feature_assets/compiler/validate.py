@@ -18,6 +18,8 @@ from feature_assets.model import (
     Query,
     StagingQuery,
 )
+from feature_assets.model.topics import TopicSpecError, parse_topic
+from feature_assets.sql.expressions import unsupported_reason
 
 SCHEDULES = {"@daily", "@hourly", "@never"}
 # Words of Spark SQL that may appear in a derivation without being columns.
@@ -167,9 +169,64 @@ def validate_sources(group_by: GroupBy, file: str) -> None:
                 _fail(file, name, f"{field}.query.time_column", "event sources with aggregations need a time_column")
         if isinstance(source, EntitySource) and group_by.is_temporal and not source.mutation_table:
             _fail(file, name, "accuracy", "TEMPORAL accuracy on an entity source needs a mutation_table")
+    validate_topics(group_by, file)
     kinds = sorted({source.kind for source in group_by.sources})
     if len(kinds) > 1:
         _fail(file, name, "sources", f"all sources of a group-by must be of one kind, got {kinds}")
+
+
+def validate_topics(group_by: GroupBy, file: str) -> None:
+    """Topic specs must parse; an online group-by's streamed sources must be ones the streaming job serves:
+    event sources whose query runs on streamed rows (the supported Spark SQL, over the topic's CSV fields)."""
+    name = group_by.name
+    for index, source in enumerate(group_by.sources):
+        if not source.topic:
+            continue
+        topic_field = f"sources[{index}].{'mutation_topic' if isinstance(source, EntitySource) else 'topic'}"
+        try:
+            spec = parse_topic(source.topic)
+        except TopicSpecError as error:
+            _fail(file, name, topic_field, str(error))
+        if not group_by.online:
+            continue
+        if isinstance(source, EntitySource):
+            _fail(
+                file,
+                name,
+                topic_field,
+                "online=True with an entity mutation topic: the online side does not apply streamed mutations yet, "
+                "so fetches would serve stale values; remove the mutation_topic (values then refresh with each "
+                "batch upload) or set online=False",
+            )
+        if group_by.online_kind != "temporal":
+            _fail(
+                file,
+                name,
+                topic_field,
+                "online=True with a topic, but its fetches are served from the daily batch only (SNAPSHOT accuracy "
+                "or no aggregations), so the streamed events would never be read; remove the topic or use "
+                "TEMPORAL accuracy with aggregations",
+            )
+        query = source.query
+        expressions = [(f"query.wheres[{i}]", w) for i, w in enumerate(query.wheres)]
+        expressions += [(f"query.selects.{c}", e) for c, e in (query.selects or {}).items()]
+        if query.time_column:
+            expressions.append(("query.time_column", query.time_column))
+        for field, expression in expressions:
+            reason = unsupported_reason(expression)
+            if reason:
+                _fail(
+                    file, name, f"sources[{index}].{field}", f"{expression!r} cannot run on streamed events: {reason}"
+                )
+            if spec.fields:
+                missing = sorted(c for c in referenced_columns(expression) if c not in spec.fields)
+                if missing:
+                    _fail(
+                        file,
+                        name,
+                        f"sources[{index}].{field}",
+                        f"reads {missing}, which the topic's fields ({','.join(spec.fields)}) do not carry",
+                    )
 
 
 def validate_aggregation(group_by: GroupBy, index: int, agg: Aggregation, file: str) -> None:

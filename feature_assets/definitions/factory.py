@@ -21,6 +21,7 @@ from feature_assets.compiler import load_compiled
 from feature_assets.definitions.assets import asset_key, build_asset, snapshot_table_name
 from feature_assets.definitions.graph import GROUP_BY, JOIN, STAGING_QUERY, Node, build_graph, source_tables
 from feature_assets.definitions.online_assets import online_assets
+from feature_assets.definitions.streaming_assets import streaming_assets, streaming_sensors
 from feature_assets.naming import clean_name, qualified
 from feature_assets.resources import WarehouseResource, resources_for_environment
 from feature_assets.storage import PARTITION_COLUMN, default_root
@@ -198,11 +199,16 @@ def build_definitions(repo: str | Path, start_date: str | None = None, resources
     start = resolve_start_date(repo, graph, _warehouse_root(resources), start_date)
     partitions_def = _daily_partitions(repo, start)
     assets = [build_asset(node, partitions_def, snapshot_table_name, start.note) for node in graph.values()]
-    online = online_assets(compiled, partitions_def) if resources is None or "mongo" in resources else []
+    with_online = resources is None or "mongo" in resources
+    online = online_assets(compiled, partitions_def) if with_online else []
+    streaming = streaming_assets(compiled) if with_online else []
+    resources = resources if resources is not None else resources_for_environment()
+    sensors = streaming_sensors(compiled, resources) if with_online and "kafka" in resources else []
     return Definitions(
-        assets=assets + online,
+        assets=assets + online + streaming,
+        sensors=sensors,
         jobs=online_jobs(online) + backfill_jobs(graph),
         executor=in_process_executor,
-        resources=resources if resources is not None else resources_for_environment(),
+        resources=resources,
         metadata={"partitions_start": start.note},
     )

@@ -39,6 +39,7 @@ from feature_assets.resources.mongo import MongoResource
 from feature_assets.resources.spark import SparkResource
 from feature_assets.resources.warehouse import WarehouseResource
 from feature_assets.storage import date_range
+from feature_assets.streaming.schemas import record_source_schemas
 
 ALLOW_EMPTY_TAG = "feature_assets/allow_empty"
 
@@ -160,7 +161,7 @@ def _load_asset(group_by: GroupBy, partitions_def: PartitionsDefinition):
             context.log.info(f"{dataset} {ds}: {results[ds]}")
         # The config beside its batch, as Chronon's upload carries its serving info: a loaded group-by can be
         # fetched without a separate metadata upload.
-        documents = upload_metadata(kv, GROUP_BYS, group_by)
+        documents = upload_metadata(kv, GROUP_BYS, group_by) + record_source_schemas(kv, group_by)
         for ds, result in results.items():  # each day's materialization: its own row count
             context.add_asset_metadata({"dagster/row_count": result["rows"]}, partition_key=ds)
         return MaterializeResult(metadata={**_load_metadata(results), "dataset": dataset, "documents": documents})
@@ -197,7 +198,11 @@ def _metadata_asset(config: GroupBy | Join):
         metadata={"config": config.name, "dataset_prefix": dataset_name(config.name)},
     )
     def metadata_upload(context: AssetExecutionContext, mongo: MongoResource):
-        written = upload_metadata(MongoKVStore.from_resource(mongo), config.kind, config)
+        store = MongoKVStore.from_resource(mongo)
+        written = upload_metadata(store, config.kind, config)
+        # The column types of streamed sources, so a streaming process reads them without the warehouse.
+        for group_by in config.group_bys if isinstance(config, Join) else [config]:
+            written += record_source_schemas(store, group_by)
         return MaterializeResult(metadata={"documents": written})
 
     return metadata_upload

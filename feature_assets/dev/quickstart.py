@@ -22,6 +22,7 @@ from feature_assets.definitions.runs import command_log_path, quiet_dagster_warn
 from feature_assets.dev.datagen.parquet_tables import list_partitions
 from feature_assets.dev.datagen.quickstart import END_DS, START_DS, TABLES, date_range, generate_quickstart_data
 from feature_assets.dev.example_fetches import print_example_fetches
+from feature_assets.dev.realtime_demo import stream_seed_event
 from feature_assets.dev.services.local import default_state_dir, local_services
 from feature_assets.online.batch_encoding import end_of_day_millis
 from feature_assets.resources.spark import SPARK_LOG_ENV
@@ -149,6 +150,13 @@ def run(regenerate: bool = False) -> int:
         refresh_online_store(repo)
         step("Fetching features online, as `feature-assets fetch` does")
         show_fetches()
+        step("Fetching a realtime feature: the seed's event through Kafka and the streaming job")
+        stream_seed_event(
+            repo,
+            services.mongo_uri or os.environ["FEATURE_ASSETS_MONGO_URI"],
+            os.environ.get("FEATURE_ASSETS_MONGO_DATABASE", "feature_assets"),
+            services.kafka_bootstrap or os.environ["FEATURE_ASSETS_KAFKA_BOOTSTRAP"],
+        )
     print(f"\nDone in {time.monotonic() - total:.0f}s. Tables (parquet, partitioned by ds) under {warehouse}:")
     for key in assets:
         print(f"    {key.replace('/', '.')}")

@@ -6,6 +6,8 @@ import os
 
 from dagster import ConfigurableResource, EnvVar
 
+from feature_assets.resources.kafka import BOOTSTRAP_ENV as KAFKA_BOOTSTRAP_ENV
+from feature_assets.resources.kafka import OPTIONAL_ENV_FIELDS as OPTIONAL_KAFKA_FIELDS
 from feature_assets.resources.kafka import KafkaResource
 from feature_assets.resources.mongo import MongoResource
 from feature_assets.resources.spark import SparkResource
@@ -22,12 +24,7 @@ OPTIONAL_MONGO_FIELDS = {
     "username": "FEATURE_ASSETS_MONGO_USERNAME",
     "password": "FEATURE_ASSETS_MONGO_PASSWORD",
 }
-OPTIONAL_KAFKA_FIELDS = {
-    "security_protocol": "FEATURE_ASSETS_KAFKA_SECURITY_PROTOCOL",
-    "sasl_mechanism": "FEATURE_ASSETS_KAFKA_SASL_MECHANISM",
-    "sasl_username": "FEATURE_ASSETS_KAFKA_SASL_USERNAME",
-    "sasl_password": "FEATURE_ASSETS_KAFKA_SASL_PASSWORD",
-}
+# OPTIONAL_KAFKA_FIELDS (security protocol, SASL, SSL) live beside KafkaResource, which reads them outside Dagster too.
 
 
 def resources_for_environment(env: str | None = None) -> dict[str, ConfigurableResource]:
@@ -44,7 +41,7 @@ def resources_for_environment(env: str | None = None) -> dict[str, ConfigurableR
         "warehouse": WarehouseResource(**_env_vars_if_set({"root": "FEATURE_ASSETS_WAREHOUSE"})),
         "mongo": MongoResource(uri=EnvVar("FEATURE_ASSETS_MONGO_URI"), **_env_vars_if_set(OPTIONAL_MONGO_FIELDS)),
         "kafka": KafkaResource(
-            bootstrap_servers=EnvVar("FEATURE_ASSETS_KAFKA_BOOTSTRAP"),
+            bootstrap_servers=EnvVar(KAFKA_BOOTSTRAP_ENV),
             **_env_vars_if_set(OPTIONAL_KAFKA_FIELDS),
         ),
     }

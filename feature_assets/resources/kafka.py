@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -11,12 +12,37 @@ from dagster import ConfigurableResource
 
 ADMIN_TIMEOUT_S = 10.0
 
+BOOTSTRAP_ENV = "FEATURE_ASSETS_KAFKA_BOOTSTRAP"
+# Resource field -> the environment variable that sets it; unset variables leave the field at its default.
+OPTIONAL_ENV_FIELDS = {
+    "security_protocol": "FEATURE_ASSETS_KAFKA_SECURITY_PROTOCOL",
+    "sasl_mechanism": "FEATURE_ASSETS_KAFKA_SASL_MECHANISM",
+    "sasl_username": "FEATURE_ASSETS_KAFKA_SASL_USERNAME",
+    "sasl_password": "FEATURE_ASSETS_KAFKA_SASL_PASSWORD",
+    "ssl_ca_location": "FEATURE_ASSETS_KAFKA_SSL_CA_LOCATION",
+    "ssl_certificate_location": "FEATURE_ASSETS_KAFKA_SSL_CERTIFICATE_LOCATION",
+    "ssl_key_location": "FEATURE_ASSETS_KAFKA_SSL_KEY_LOCATION",
+    "ssl_key_password": "FEATURE_ASSETS_KAFKA_SSL_KEY_PASSWORD",
+}
+# Resource field -> librdkafka setting, passed on only when set.
+_OPTIONAL_CLIENT_SETTINGS = {
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_username": "sasl.username",
+    "sasl_password": "sasl.password",
+    "ssl_ca_location": "ssl.ca.location",
+    "ssl_certificate_location": "ssl.certificate.location",
+    "ssl_key_location": "ssl.key.location",
+    "ssl_key_password": "ssl.key.password",
+}
+
 
 class KafkaResource(ConfigurableResource):
     """Producers, consumers and an admin client for one Kafka cluster.
 
-    ``bootstrap_servers`` comes from ``EnvVar("FEATURE_ASSETS_KAFKA_BOOTSTRAP")``; SASL
-    credentials, when the cluster needs them, from environment variables too.
+    ``bootstrap_servers`` comes from ``EnvVar("FEATURE_ASSETS_KAFKA_BOOTSTRAP")``; the security
+    protocol, SASL credentials and SSL files (CA, client certificate and key, the key's password), when the
+    cluster needs them, from the environment variables of ``OPTIONAL_ENV_FIELDS`` (``SASL_SSL`` or ``SSL``
+    in ``FEATURE_ASSETS_KAFKA_SECURITY_PROTOCOL`` turns TLS on).
     """
 
     bootstrap_servers: str
@@ -24,6 +50,10 @@ class KafkaResource(ConfigurableResource):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = None
     group_prefix: str = "feature-assets"
 
     def client_config(self) -> dict[str, Any]:
@@ -32,13 +62,24 @@ class KafkaResource(ConfigurableResource):
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
         }
-        optional = {
-            "sasl.mechanism": self.sasl_mechanism,
-            "sasl.username": self.sasl_username,
-            "sasl.password": self.sasl_password,
-        }
-        config.update({key: value for key, value in optional.items() if value})
+        for field, setting in _OPTIONAL_CLIENT_SETTINGS.items():
+            value = getattr(self, field)
+            if value:
+                config[setting] = value
         return config
+
+    @classmethod
+    def from_environment(
+        cls, default_bootstrap: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> KafkaResource:
+        """The resource outside Dagster (the CLI's Kafka commands), from the same variables as in Dagster;
+        ``default_bootstrap`` (an embedded broker) serves when ``FEATURE_ASSETS_KAFKA_BOOTSTRAP`` is unset."""
+        environ = os.environ if environ is None else environ
+        bootstrap = environ.get(BOOTSTRAP_ENV) or default_bootstrap
+        if not bootstrap:
+            raise ValueError(f"no Kafka bootstrap servers: set {BOOTSTRAP_ENV}")
+        settings = {field: environ[name] for field, name in OPTIONAL_ENV_FIELDS.items() if environ.get(name)}
+        return cls(bootstrap_servers=bootstrap, **settings)
 
     def producer_config(self) -> dict[str, Any]:
         # Idempotence keeps retried sends from writing duplicates.

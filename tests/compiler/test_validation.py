@@ -514,3 +514,74 @@ v1 = GroupBy(sources=[source], keys=["user_id"],
     )
     error = compile_error(tmp_path, "group_bys/team/x.py")
     assert_names(error, "group_bys/team/x.py", "team.x.v1", "sources[0].query.partition_column")
+
+
+# --- streamed sources -------------------------------------------------------------------------------------------
+
+STREAM_TOPIC = "events.purchases/fields=ts,user_id,price"
+
+
+@pytest.mark.parametrize(
+    "topic, fragment",
+    [("bad topic", "not a valid Kafka topic name"), ("t/format=csv", "no fields"), ("t/fields=a/port=x", "port")],
+)
+def test_bad_topic_spec_names_the_topic_field(tmp_path, topic, fragment):
+    group_by_file(tmp_path, simple_group_by(), topic=topic)
+    error = compile_error(tmp_path, "group_bys/team/x.py")
+    assert_names(error, "group_bys/team/x.py", "team.x.v1", "sources[0].topic")
+    assert fragment in error.message
+
+
+@pytest.mark.parametrize(
+    "selects, field, fragment",
+    [
+        ('"user_id", price="regexp_extract(note, \'x\', 0)"', "sources[0].query.selects.price", "regexp_extract"),
+        ('"user_id", price="price * 2 + discount"', "sources[0].query.selects.price", "discount"),
+    ],
+)
+def test_online_streamed_query_must_run_on_streamed_rows(tmp_path, selects, field, fragment):
+    group_by_file(tmp_path, simple_group_by(online=True), selects=selects, topic=STREAM_TOPIC)
+    error = compile_error(tmp_path, "group_bys/team/x.py")
+    assert_names(error, "group_bys/team/x.py", "team.x.v1", field)
+    assert fragment in error.message
+
+
+def test_streamed_query_with_supported_expressions_compiles(tmp_path):
+    group_by_file(
+        tmp_path, simple_group_by(online=True), selects='"user_id", price="price * 2 + 1"', topic=STREAM_TOPIC
+    )
+    assert compile_configs(tmp_path, "group_bys/team/x.py")
+    # offline only: the topic is not consumed, so its query is not checked against streamed rows
+    group_by_file(tmp_path, simple_group_by(), selects='"user_id", price="regexp_extract(p, \'x\', 0)"', topic="t")
+    assert compile_configs(tmp_path, "group_bys/team/x.py")
+
+
+def test_online_entity_mutation_topic_is_refused(tmp_path):
+    write(
+        tmp_path,
+        "group_bys/team/x.py",
+        """
+        v1 = GroupBy(
+            sources=[EntitySource(snapshot_table="data.users", mutation_table="data.users_mutations",
+                                  mutation_topic="users.mutations",
+                                  query=Query(selects=select("user_id", "score"), mutation_time_column="mutation_ts",
+                                              reversal_column="is_before"))],
+            keys=["user_id"], accuracy=Accuracy.TEMPORAL, online=True,
+            aggregations=[Aggregation(input_column="score", operation=Operation.SUM)],
+        )
+    """,
+    )
+    error = compile_error(tmp_path, "group_bys/team/x.py")
+    assert_names(error, "group_bys/team/x.py", "team.x.v1", "sources[0].mutation_topic")
+    assert "stale" in error.message
+
+
+def test_online_topic_on_a_group_by_served_from_batch_only_is_refused(tmp_path):
+    body = """
+    v1 = GroupBy(sources=[source], keys=["user_id"], online=True, accuracy=Accuracy.SNAPSHOT,
+                 aggregations=[Aggregation(input_column="price", operation=Operation.SUM)])
+    """
+    group_by_file(tmp_path, body, topic=STREAM_TOPIC)
+    error = compile_error(tmp_path, "group_bys/team/x.py")
+    assert_names(error, "group_bys/team/x.py", "team.x.v1", "sources[0].topic")
+    assert "never be read" in error.message

@@ -90,6 +90,10 @@ class KVStore(ABC):
     def range_read(self, dataset: str, keys: list[str], start_ts: int, end_ts: int) -> dict[str, list[Document]]:
         """{key_json: [event documents with start_ts <= ts < end_ts, sorted by ts]}."""
 
+    @abstractmethod
+    def delete_before(self, dataset: str, ts: int) -> int:
+        """Remove the event documents with ts < `ts`; returns how many were removed."""
+
     # metadata
     @abstractmethod
     def get_metadata(self, key: str) -> Document | None: ...
@@ -99,9 +103,15 @@ class KVStore(ABC):
 
     @abstractmethod
     def set_metadata_fields(
-        self, key: str, fields: Document, push: dict[str, list[Any]] | None = None, unset: list[str] | None = None
+        self,
+        key: str,
+        fields: Document,
+        push: dict[str, list[Any]] | None = None,
+        unset: list[str] | None = None,
+        inc: dict[str, int] | None = None,
     ) -> None:
-        """Atomically `$set` dotted fields (`$push` to lists, `$unset` fields) of a metadata document."""
+        """Atomically `$set` dotted fields (`$push` to lists, `$unset` fields, `$inc` counters) of a metadata
+        document (created when missing)."""
 
     @abstractmethod
     def pull_metadata_field(self, key: str, field: str, condition: Document) -> None: ...

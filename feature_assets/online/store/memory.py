@@ -78,6 +78,15 @@ class InMemoryKVStore(KVStore):
             docs.sort(key=lambda d: d["ts"])
         return found
 
+    def delete_before(self, dataset: str, ts: int) -> int:
+        self._check()
+        with self.lock:
+            table = self.datasets.get(dataset, {})
+            doomed = [doc_id for doc_id, doc in table.items() if doc["ts"] < ts]
+            for doc_id in doomed:
+                del table[doc_id]
+        return len(doomed)
+
     # metadata
     def get_metadata(self, key: str) -> Document | None:
         self._check()
@@ -90,11 +99,20 @@ class InMemoryKVStore(KVStore):
             self.metadata[key] = copy.deepcopy({**doc, "_id": key})
 
     def set_metadata_fields(
-        self, key: str, fields: Document, push: dict[str, list[Any]] | None = None, unset: list[str] | None = None
+        self,
+        key: str,
+        fields: Document,
+        push: dict[str, list[Any]] | None = None,
+        unset: list[str] | None = None,
+        inc: dict[str, int] | None = None,
     ) -> None:
         self._check()
         with self.lock:
             doc = self.metadata.setdefault(key, {"_id": key})
+            for path, amount in (inc or {}).items():
+                parent = _parent(doc, path, create=True)
+                name = path.rsplit(".", 1)[-1]
+                parent[name] = parent.get(name, 0) + amount
             for path, value in fields.items():
                 _parent(doc, path, create=True)[path.rsplit(".", 1)[-1]] = copy.deepcopy(value)
             for path in unset or []:

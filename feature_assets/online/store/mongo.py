@@ -138,6 +138,7 @@ class MongoKVStore(KVStore):
         with self._lock:
             if dataset.endswith("_STREAMING"):
                 self.db[dataset].create_index([("k", 1), ("ts", 1)], name="key_ts")
+                self.db[dataset].create_index([("ts", 1)], name="ts")  # retention deletes by time
             self._indexed.add(dataset)
 
     # batch -----------------------------------------------------------------------------------
@@ -184,6 +185,10 @@ class MongoKVStore(KVStore):
     def range_read(self, dataset: str, keys: list[str], start_ts: int, end_ts: int) -> dict[str, list[Document]]:
         return _events_by_key(self.db[dataset].find(*_stream_query(keys, start_ts, end_ts)))
 
+    @_translate_errors
+    def delete_before(self, dataset: str, ts: int) -> int:
+        return int(self.db[dataset].delete_many({"ts": {"$lt": int(ts)}}).deleted_count)
+
     # metadata --------------------------------------------------------------------------------
     @_translate_errors
     def get_metadata(self, key: str) -> Document | None:
@@ -196,9 +201,16 @@ class MongoKVStore(KVStore):
 
     @_translate_errors
     def set_metadata_fields(
-        self, key: str, fields: Document, push: dict[str, list[Any]] | None = None, unset: list[str] | None = None
+        self,
+        key: str,
+        fields: Document,
+        push: dict[str, list[Any]] | None = None,
+        unset: list[str] | None = None,
+        inc: dict[str, int] | None = None,
     ) -> None:
         update: Document = {}
+        if inc:
+            update["$inc"] = dict(inc)
         if fields:
             update["$set"] = fields
         if unset:

@@ -3,7 +3,9 @@ from feature_assets.api import Aggregation, EventSource, GroupBy, Operation, Que
 
 source = EventSource(
     table="data.returns",
-    topic="events.returns",
+    # Chronon's topic spec: the CSV fields of a message in order (the seed's producer lines); host and port are
+    # defaults that FEATURE_ASSETS_KAFKA_BOOTSTRAP overrides.
+    topic="events.returns/fields=ts,return_id,user_id,product_id,refund_amt/host=kafka/port=9092",
     query=Query(
         selects=select("user_id", "refund_amt"),
         time_column="ts",
