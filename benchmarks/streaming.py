@@ -74,6 +74,15 @@ def kafka_config(bootstrap: str, group: str) -> dict:
     }
 
 
+def secantus_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("secantusdb")
+    except PackageNotFoundError:
+        return "(version unknown)"
+
+
 def percentile(values: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(values), p)) if values else float("nan")
 
@@ -91,7 +100,8 @@ def lines(n: int, users: int, seed: int) -> list[bytes]:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    futures = AdminClient({"bootstrap.servers": bootstrap}).create_topics([NewTopic(topic, partitions, 1)])
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the topic exists
+    futures = admin.create_topics([NewTopic(topic, partitions, 1)])
     for future in futures.values():
         future.result(timeout=10)
 
@@ -221,6 +231,8 @@ def latency(store: MongoKVStore, uri: str, database: str, group_by, bootstrap: s
                         pending.remove((user, sent))
             if stop.is_set() and time.perf_counter() - stop_time[0] > 10:
                 break
+            # a fetch every 10 ms at most: probing as fast as possible would load the store the job writes to
+            time.sleep(0.01)
 
     stop_time = [0.0]
     thread = threading.Thread(target=prober)
@@ -271,6 +283,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from feature_assets.dev.services.local import local_services
 
+    given_store, given_broker = (
+        os.environ.get("FEATURE_ASSETS_MONGO_URI"),
+        os.environ.get("FEATURE_ASSETS_KAFKA_BOOTSTRAP"),
+    )
     with tempfile.TemporaryDirectory() as state, local_services(state) as services:
         uri, bootstrap = services.mongo_uri, services.kafka_bootstrap
         database = "bench_streaming"
@@ -288,8 +304,8 @@ def main(argv=None) -> int:
         applied_rate, docs = job_rate(store, group_by, bootstrap, args.events)
         write_rate = floor_writes(store, docs)
         floor = min(consume_rate, write_rate)
-        server = "local SecantusDB" if not os.environ.get("FEATURE_ASSETS_MONGO_URI") else uri
-        broker = "local tansu" if not os.environ.get("FEATURE_ASSETS_KAFKA_BOOTSTRAP") else bootstrap
+        server = f"MongoDB at {uri}" if given_store else f"local SecantusDB {secantus_version()} ({uri})"
+        broker = f"Kafka at {bootstrap}" if given_broker else f"local tansu 0.6.0 ({bootstrap})"
         print(f"store: {server}; broker: {broker}; {args.events} events, batches of {BATCH_SIZE}")
         print(f"floor consume+decode : {consume_rate:10.0f} events/s")
         print(f"floor raw bulk writes: {write_rate:10.0f} docs/s")
@@ -304,7 +320,9 @@ def main(argv=None) -> int:
             f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
             f"max {result['max_ms']:.0f} ms (target p99 < 1000 ms)"
         )
-        print(f"consumer group of the latency run: {consumer_group_id(group_by)}")
+        print(
+            f"latency run: `feature-assets streaming` in its own process, group feature-assets.{consumer_group_id(group_by)}"
+        )
         store.close()
     return 0
 

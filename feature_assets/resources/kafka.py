@@ -96,6 +96,10 @@ class KafkaResource(ConfigurableResource):
             # Callers commit after they have stored what they consumed.
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            # A fetch waits at most this long for data. Kafka answers as soon as one byte is there, but brokers
+            # that only answer at the deadline (tansu) would add up to librdkafka's default 500 ms to every event's
+            # path from send to fetchable.
+            "fetch.wait.max.ms": 50,
         }
 
     def group_name(self, group_id: str) -> str:
