@@ -320,9 +320,8 @@ def main(argv=None) -> int:
             f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
             f"max {result['max_ms']:.0f} ms (target p99 < 1000 ms)"
         )
-        print(
-            f"latency run: `feature-assets streaming` in its own process, group feature-assets.{consumer_group_id(group_by)}"
-        )
+        group = f"feature-assets.{consumer_group_id(group_by)}"
+        print(f"latency run: `feature-assets streaming` in its own process, consumer group {group}")
         store.close()
     return 0
 
