@@ -49,6 +49,7 @@ from feature_assets.model.topics import parse_topic  # noqa: E402
 from feature_assets.online.batch_encoding import encode_temporal_rows, end_of_day_millis, load_rows, make_schema  # noqa: E402
 from feature_assets.online.fetch.fetcher import Fetcher  # noqa: E402
 from feature_assets.online.store import MongoKVStore, upload_metadata  # noqa: E402
+from feature_assets.resources.kafka import KafkaResource  # noqa: E402
 from feature_assets.streaming.decoders import decoder_for  # noqa: E402
 from feature_assets.streaming.job import JobSettings, StreamingJob, routes_for  # noqa: E402
 from feature_assets.streaming.schemas import schema_key  # noqa: E402
@@ -64,14 +65,8 @@ BATCH_SIZE = 1000
 
 
 def kafka_config(bootstrap: str, group: str) -> dict:
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 500,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-    }
+    """The streaming job's consumer settings for a group (no group prefix)."""
+    return KafkaResource(bootstrap_servers=bootstrap, group_prefix="").consumer_config(group)
 
 
 def secantus_version() -> str:

@@ -8,8 +8,8 @@ import bisect
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
+from support.values import close, plain
 
 from feature_assets.dev.datagen.random_events import random_event_case
 from feature_assets.model import JOINS, config_from_json
@@ -182,30 +182,6 @@ def mongo_uri(tmp_path_factory):
         yield services.mongo_uri
 
 
-def python_value(value):
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: python_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [python_value(v) for v in value]
-    return value
-
-
-def close(a, b) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-    return a == b
-
-
 def sketch_ok(column: str, got, expected, history: list) -> bool:
     """Unwindowed sketches (the batch head is a CPC / KLL sketch) within their error of the exact values."""
     if got is None or expected is None:
@@ -269,7 +245,7 @@ def test_online_values_equal_offline_join(spark, warehouse, mongo_uri):
             "key": {"key": k},
             "ts": int(t),
             "event_id": f"e{i}",
-            "values": {"value_long": python_value(vl), "value_double": python_value(vd), "value_str": vs},
+            "values": {"value_long": plain(vl), "value_double": plain(vd), "value_str": vs},
         }
         for i, (k, t, vl, vd, vs) in enumerate(
             zip(later["key"], later["ts"], later["value_long"], later["value_double"], later["value_str"])
@@ -290,7 +266,7 @@ def test_online_values_equal_offline_join(spark, warehouse, mongo_uri):
         assert got["error"] is None, got
         assert list(got["values"]) == feature_columns
         for column in feature_columns:
-            expected, value = python_value(row[column]), got["values"][column]
+            expected, value = plain(row[column]), got["values"][column]
             if column.startswith("t_") and column.endswith(("approx_unique_count", "approx_percentile")):
                 key_events = events[(events["key"] == row["key"]) & (events["ts"] < row["ts"])]
                 history = sorted(float(v) for v in key_events["value_long"].dropna())

@@ -33,6 +33,7 @@ from support.streaming import (
 from feature_assets.online.fetch.fetcher import Fetcher
 from feature_assets.online.store import InMemoryKVStore, MongoKVStore
 from feature_assets.online.streaming_writer import StreamingEvent, StreamingWriter
+from feature_assets.resources.kafka import KafkaResource
 from feature_assets.streaming import status
 from feature_assets.streaming.job import JobSettings, StreamingJob, routes_for
 
@@ -50,14 +51,8 @@ ts: 1701475200000  |  UTC: 2023-12-02T00:00:00 | PST: 2023-12-01T16:00:00
 
 
 def kafka_config(bootstrap: str, group: str) -> dict:
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 500,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-    }
+    """The streaming job's consumer settings for a group (no group prefix)."""
+    return KafkaResource(bootstrap_servers=bootstrap, group_prefix="").consumer_config(group)
 
 
 def fresh_store(mongo_uri: str, database: str) -> MongoKVStore:

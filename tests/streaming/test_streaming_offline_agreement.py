@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import io
 import json
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
 from support.online import RETURNS
 from support.streaming import RETURNS_COLUMNS, RETURNS_TOPIC, create_topic, csv_lines, produce
+from support.values import close, plain
 
 from feature_assets.dev.datagen.random_events import random_event_case, write_partitioned
 from feature_assets.model import JOINS, config_from_json
@@ -97,32 +97,10 @@ JOIN = {
 }
 
 
-def python_value(value):
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, dict):
-        return {k: python_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [python_value(v) for v in value]
-    return value
-
-
-def close(a, b) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-    return a == b
-
-
 def json_messages(events: pd.DataFrame) -> list[bytes]:
     columns = ["key", "ts", "value_long", "value_double", "value_str"]
     return [
-        json.dumps({c: python_value(v.item() if hasattr(v, "item") else v) for c, v in zip(columns, row)}).encode()
+        json.dumps({c: plain(v.item() if hasattr(v, "item") else v) for c, v in zip(columns, row)}).encode()
         for row in events[columns].itertuples(index=False)
     ]
 
@@ -200,7 +178,7 @@ def test_streamed_fetches_equal_the_offline_join(spark, warehouse, broker, mongo
         got = fetcher.fetch_join(join.name, {"key": row["key"]}, at_millis=row["ts"])
         assert got["error"] is None, got
         for column in feature_columns:
-            expected, value = python_value(row[column]), got["values"][column]
+            expected, value = plain(row[column]), got["values"][column]
             if not close(value, expected):
                 mismatches.append((row["row_id"], row["key"], row["ts"], column, value, expected))
     assert not mismatches, mismatches[:10]

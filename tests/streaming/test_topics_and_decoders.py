@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from support.streaming import RETURNS_SCHEMA
 
 from feature_assets.model.topics import TopicSpecError, parse_topic
 from feature_assets.streaming.decoders import (
@@ -19,13 +20,6 @@ from feature_assets.streaming.decoders import (
 )
 
 SEED_TOPIC = "events.returns/fields=ts,return_id,user_id,product_id,refund_amt/host=kafka/port=9092"
-RETURNS_SCHEMA = {
-    "ts": "long",
-    "return_id": "string",
-    "user_id": "string",
-    "product_id": "string",
-    "refund_amt": "long",
-}
 
 
 def test_seed_topic_spec():
