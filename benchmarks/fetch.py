@@ -1,6 +1,7 @@
 """Benchmark of online fetches of `quickstart.training_set.v2` (two group-bys, 20 features).
 
     .venv/bin/python benchmarks/fetch.py [--keys 100000] [--requests 2000] [--batches 100] [--no-http]
+        [--logging-rounds 5] [--logging-only]
 
 Steps: synthesize quickstart-like purchases and returns for `--keys` users, encode the batch uploads with the
 same pandas encoders the Spark upload runs (purchases: SNAPSHOT finished values; returns: TEMPORAL tail events
@@ -11,6 +12,10 @@ end for 10% of the users, store the join's metadata, then time fetches:
 - over HTTP (`feature-assets serve` in its own process, httpx clients), the same shapes;
 - the floor, from the same run: raw pymongo reads of the same documents (the two batch documents by `_id`
   and the streaming range of the key; `$in` for batches).
+
+- fetch logging: single-key join fetches (with a contextual `request_id`) without a logger and with the
+  default one (MongoDB sink, `fetch_log` of the same database), alternating in `--logging-rounds` rounds so
+  both see the same machine; p50 / p99 of all rounds, the overhead on p99, and the logger's counters.
 
 Prints p50 / p99 latency and throughput per scenario and the server used. MongoDB: `$FEATURE_ASSETS_MONGO_URI`,
 else a local SecantusDB started for the run (written in Python, so absolute numbers are far from a real
@@ -29,6 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +56,9 @@ from feature_assets.online.batch_encoding import (  # noqa: E402
     make_schema,
 )
 from feature_assets.online.fetch.fetcher import Fetcher  # noqa: E402
+from feature_assets.online.logging import FetchLogger, MemorySink  # noqa: E402
+from feature_assets.online.logging.sinks.kafka import KafkaLogSink  # noqa: E402
+from feature_assets.online.logging.sinks.mongo import MongoLogSink  # noqa: E402
 from feature_assets.online.store import MongoKVStore, batch_versions, doc_id, upload_metadata  # noqa: E402
 from feature_assets.online.streaming_writer import StreamingWriter  # noqa: E402
 
@@ -126,6 +135,17 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", default="1,8", help="concurrent clients, comma separated")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--database", default="fetch_benchmark")
+    parser.add_argument("--logging-rounds", type=int, default=5, help="alternating rounds without/with logging")
+    parser.add_argument("--log-batch-size", type=int, default=None, help="the logger's batch size (default: its own)")
+    parser.add_argument("--log-linger", type=float, default=None, help="the logger's linger seconds (default: its own)")
+    parser.add_argument(
+        "--log-sink",
+        choices=("mongo", "kafka", "memory"),
+        default="mongo",
+        help="where the logged fetches go: the same MongoDB (default), a local tansu broker, or a list in memory "
+        "(the logger's own cost, without the log store's)",
+    )
+    parser.add_argument("--logging-only", action="store_true", help="time only the fetch logging comparison")
     args = parser.parse_args(argv)
     client_counts = [int(c) for c in args.clients.split(",")]
 
@@ -251,6 +271,10 @@ def run(args, store: MongoKVStore, uri: str, client_counts: list[int]) -> int:
             flush=True,
         )
 
+    compare_logging(args, store, singles, at)
+    if args.logging_only:
+        return 0
+
     print("\n--- in-process fetches vs the raw pymongo floor (same documents) ---")
     for clients in client_counts:
         floor = run_clients(floor_single, singles, clients)
@@ -319,6 +343,54 @@ def run(args, store: MongoKVStore, uri: str, client_counts: list[int]) -> int:
             f"{stats['rps']:.1f}/s{extra}"
         )
     return 0
+
+
+def compare_logging(args, store: MongoKVStore, singles: list[dict], at: int) -> None:
+    """Single-key join fetches without and with the fetch logger, alternating rounds (same keys, same store)."""
+    name = "quickstart/training_set.v2"
+    requests = [{**request, "request_id": f"r-{index}"} for index, request in enumerate(singles)]
+    store.db["fetch_log"].drop()
+    options = {"batch_size": args.log_batch_size, "linger_seconds": args.log_linger}
+    broker = None
+    if args.log_sink == "kafka":
+        from feature_assets.dev.services.local import start_kafka
+
+        broker = start_kafka(log_path=Path(tempfile.mkdtemp(prefix="fetch-bench-kafka-")) / "kafka.log")
+        sink: Any = KafkaLogSink({"bootstrap.servers": broker.url})
+    elif args.log_sink == "memory":
+        sink = MemorySink()
+    else:
+        sink = MongoLogSink(store.db)
+    logger = FetchLogger(sink, **{k: v for k, v in options.items() if v is not None})
+    plain, logged = Fetcher(store), Fetcher(store, logger=logger)
+    for fetcher in (plain, logged):
+        fetcher.fetch_join(name, requests[0], at)  # warm the caches (and the logger's thread and codec)
+    latencies: dict[str, list[float]] = {"without": [], "with": []}
+    for _ in range(max(1, args.logging_rounds)):
+        for label, fetcher in (("without", plain), ("with", logged)):
+            for request in requests:
+                started = time.perf_counter()
+                fetcher.fetch_join(name, request, at)
+                latencies[label].append((time.perf_counter() - started) * 1000)
+    flushed = logger.flush(60)
+    counters = logger.counters()
+    logger.close()
+    if broker is not None:
+        broker.stop()
+    documents = store.db["fetch_log"].count_documents({})
+    stats = {label: (percentile(values, 0.5), percentile(values, 0.99)) for label, values in latencies.items()}
+    print(
+        f"\n--- fetch logging: single-key join fetches, {len(latencies['with'])} per mode, alternating rounds "
+        f"(sink {sink!r}, logger batch {logger.batch_size}, linger {logger.linger_seconds}s) ---"
+    )
+    for label, (p50, p99) in stats.items():
+        print(f"{label + ' logging':16s}: p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    overhead = stats["with"][1] / stats["without"][1] - 1
+    print(
+        f"logging adds {overhead * 100:+.1f}% to p99 ({stats['with'][0] / stats['without'][0] - 1:+.1%} to p50); "
+        f"logger {'flushed' if flushed else 'NOT flushed'}: {counters}; fetch_log documents: {documents}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from feature_assets.cli.arguments import USAGE_ERROR, OneLineParser, UsageError
+from feature_assets.cli.logging import NEEDS_LOG_STORE, add_logging_commands
 from feature_assets.cli.offline import add_offline_commands
 from feature_assets.cli.online import NEEDS_MONGO, add_online_commands, end_quickly, run_with_services
 from feature_assets.cli.streaming import NEEDS_KAFKA, NEEDS_KAFKA_AND_MONGO, add_streaming_commands
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_offline_commands(commands)
     add_online_commands(commands)
     add_streaming_commands(commands)
+    add_logging_commands(commands)
     return parser
 
 
@@ -70,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     # Without FEATURE_ASSETS_MONGO_URI / FEATURE_ASSETS_KAFKA_BOOTSTRAP: the embedded servers of the services
     # folder, shared with running commands.
-    mongo = args.command in NEEDS_MONGO or args.command in NEEDS_KAFKA_AND_MONGO
+    mongo = args.command in NEEDS_MONGO or args.command in NEEDS_KAFKA_AND_MONGO or args.command in NEEDS_LOG_STORE
     kafka = args.command in NEEDS_KAFKA or args.command in NEEDS_KAFKA_AND_MONGO
+    kafka = kafka or (args.command in NEEDS_LOG_STORE and args.source == "kafka")
     if mongo or kafka:
         return run_with_services(args, mongo=mongo, kafka=kafka)
     return args.func(args)

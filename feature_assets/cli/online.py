@@ -301,8 +301,16 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as error:
         print(f"-k is not valid JSON: {error}", file=sys.stderr)
         return 2
+    from feature_assets.online.logging import FetchLogConfigError, logger_from_environment
+
     store, _, _ = _online_store()
-    fetcher = Fetcher(store)
+    try:
+        logger = logger_from_environment(store)
+    except FetchLogConfigError as error:
+        store.close()
+        print(str(error), file=sys.stderr)
+        return 2
+    fetcher = Fetcher(store, logger=logger)
     try:
         if args.type == "join":
             result = fetcher.fetch_join(args.name, keys, args.at_millis)
@@ -312,6 +320,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         print(str(error), file=sys.stderr)
         return 1
     finally:
+        # The process ends with os._exit (end_quickly): write the log before the store's client closes.
+        if logger is not None and not logger.close(timeout=5.0):
+            print(f"fetch log not fully written: {logger.counters()}", file=sys.stderr)
         store.close()
     print(json.dumps(result, indent=2, default=str))
     responses = result if isinstance(result, list) else [result]

@@ -33,9 +33,9 @@ from feature_assets.checks import schemas
 from feature_assets.definitions.columns import definition_columns, describe_columns
 from feature_assets.definitions.graph import BOOTSTRAP, GROUP_BY, JOIN, JOIN_PART, SOURCE, STAGING_QUERY, Edge, Node
 from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, StagingQuery
-from feature_assets.offline.bootstrap import enrich_left
+from feature_assets.offline.bootstrap import coverage_flags, with_bootstrap_values
 from feature_assets.offline.group_by import snapshot_backfill
-from feature_assets.offline.join import assemble_join, compute_needed_join_part, read_left
+from feature_assets.offline.join import assemble_join, compute_needed_join_part, read_left, without_covered_parts
 from feature_assets.offline.staging_query import run_staging_query
 from feature_assets.resources.spark import SparkResource
 from feature_assets.resources.warehouse import WarehouseResource
@@ -282,8 +282,9 @@ def _bootstrap_asset(node: Node, partitioning: _Partitioning, _):
         **_common(
             node,
             partitioning,
-            f"Bootstrap step of `{node.name}`: the left rows enriched with "
-            f"precomputed feature values, first non-null by priority:\n\n{priority}",
+            f"Bootstrap step of `{node.name}`: the left rows and, per join part, whether "
+            "precomputed feature values cover them (the values, first non-null by priority, are joined "
+            f"into the output):\n\n{priority}",
             [(SCHEMA_CHECK, "left columns and coverage flags")],
             {"spark"},
         )
@@ -293,7 +294,7 @@ def _bootstrap_asset(node: Node, partitioning: _Partitioning, _):
         start, end = _range(context)
         store = warehouse.get(spark.get_session())
         left = read_left(store, join, start, end)
-        enriched, info = enrich_left(store, join, left, start, end)
+        enriched, info = coverage_flags(store, join, left, start, end)
         store.write_partitions(enriched, node.table, start, end)
         written = store.read(node.table, start, end)
         coverage = (
@@ -420,10 +421,11 @@ def _join_asset(node: Node, partitioning: _Partitioning, _):
         started = time.monotonic()
         start, end = _range(context)
         store = warehouse.get(spark.get_session())
-        left = store.read(join.bootstrap_table, start, end)
+        flagged = store.read(join.bootstrap_table, start, end)
+        left = with_bootstrap_values(store, join, flagged, start, end)
         parts = [(part, store.read(table, start, end)) for part, table in zip(join.join_parts, part_tables)]
-        store.write_partitions(assemble_join(join, left, parts), node.table, start, end)
-        left_rows = _rows_per_day(left)
+        store.write_partitions(assemble_join(join, left, without_covered_parts(left, parts)), node.table, start, end)
+        left_rows = _rows_per_day(flagged)
         return written_result(
             store,
             node,

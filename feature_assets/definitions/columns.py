@@ -13,8 +13,10 @@ from pyspark.sql import types as T
 
 from feature_assets.checks import schemas
 from feature_assets.compiler.validate import referenced_columns
-from feature_assets.definitions.graph import BOOTSTRAP, GROUP_BY, JOIN, JOIN_PART, SOURCE, Node
+from feature_assets.definitions.graph import BOOTSTRAP, GROUP_BY, JOIN, JOIN_PART, LOG_TABLE, LOGGED, SOURCE, Node
 from feature_assets.model.configs import Aggregation, Derivation, GroupBy, Join, JoinPart, Window
+from feature_assets.model.logs import ABSENT_FIELDS_COLUMN, SCHEMA_HASH_COLUMN
+from feature_assets.offline.log_tables import LOG_TABLE_SCHEMA
 
 DS = "ds"
 UNKNOWN_TYPE = "unknown"  # decided by the data, not the config: known once the table is materialized
@@ -36,6 +38,8 @@ def describe_columns(node: Node) -> Docs:
         BOOTSTRAP: lambda n: _bootstrap_docs(n.join),
         JOIN_PART: lambda n: _part_docs(n.join, n.part),
         JOIN: lambda n: _join_docs(n.join),
+        LOG_TABLE: lambda n: LOG_TABLE_DOCS,
+        LOGGED: lambda n: LOGGED_DOCS,
     }.get(node.kind)
     docs = describe(node) if describe is not None else {}
     docs.setdefault(DS, "partition day (YYYY-MM-DD, UTC)")
@@ -59,6 +63,15 @@ def expected_columns(node: Node) -> schemas.ExpectedColumns:
         return schemas.join_part_table_columns(node.join, node.part)
     if node.kind == JOIN and node.join is not None:
         return schemas.join_output_columns(node.join)
+    if node.kind == LOG_TABLE:
+        return {f.name: f.dataType for f in LOG_TABLE_SCHEMA.fields}
+    if node.kind == LOGGED:
+        return {
+            SCHEMA_HASH_COLUMN: T.StringType(),
+            "ts": T.LongType(),
+            ABSENT_FIELDS_COLUMN: T.ArrayType(T.StringType()),
+            DS: T.StringType(),
+        }
     return {DS: T.StringType()}
 
 
@@ -69,6 +82,22 @@ def definition_columns(node: Node) -> list[Column]:
         Column(name, data_type.simpleString() if data_type is not None else UNKNOWN_TYPE, docs.get(name, ""))
         for name, data_type in expected_columns(node).items()
     ]
+
+
+# --------------------------------------------------------------------------- fetch logs
+
+LOG_TABLE_DOCS: Docs = {
+    "schema_hash": "base64 MD5 of the schema JSON the key and value bytes were written with",
+    "key_base64": "base64 Avro binary of the request's keys and contextual fields (a schema record: its hash)",
+    "value_base64": "base64 Avro binary of the served values (a schema record: the schema JSON)",
+    "ts_millis": "request time, epoch milliseconds",
+    "name": "the join's name, or SCHEMA_PUBLISH_EVENT for a schema record",
+}
+LOGGED_DOCS: Docs = {
+    SCHEMA_HASH_COLUMN: "the schema version the row was logged with",
+    "ts": "request time, epoch milliseconds",
+    ABSENT_FIELDS_COLUMN: "fields of this table the row's schema version did not have (holes bootstrap fills)",
+}
 
 
 # --------------------------------------------------------------------------- sources

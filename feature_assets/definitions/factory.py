@@ -18,8 +18,18 @@ from dagster import (
 )
 
 from feature_assets.compiler import load_compiled
-from feature_assets.definitions.assets import asset_key, build_asset, snapshot_table_name
-from feature_assets.definitions.graph import GROUP_BY, JOIN, STAGING_QUERY, Node, build_graph, source_tables
+from feature_assets.definitions.assets import _Partitioning, asset_key, build_asset, snapshot_table_name
+from feature_assets.definitions.graph import (
+    GROUP_BY,
+    JOIN,
+    LOG_TABLE,
+    LOGGED,
+    STAGING_QUERY,
+    Node,
+    build_graph,
+    source_tables,
+)
+from feature_assets.definitions.log_assets import build_log_asset, log_jobs
 from feature_assets.definitions.online_assets import online_assets
 from feature_assets.definitions.streaming_assets import streaming_assets, streaming_sensors
 from feature_assets.naming import clean_name, qualified
@@ -173,10 +183,12 @@ def online_jobs(online: list) -> list:
 def backfill_jobs(graph: dict[str, Node]) -> list:
     """One job per group-by, join and staging query: its table and everything upstream of it."""
     kinds = {GROUP_BY: "group_by", JOIN: "join", STAGING_QUERY: "staging_query"}
+    # The log dump reads the live log store: a backfill reads the log table as it is, like a source.
+    log_dumps = AssetSelection.assets(*[asset_key(n.table) for n in graph.values() if n.kind == LOG_TABLE])
     return [
         define_asset_job(
             job_name(kinds[node.kind], node.name),
-            selection=AssetSelection.assets(asset_key(node.table)).upstream(),
+            selection=AssetSelection.assets(asset_key(node.table)).upstream() - log_dumps,
             description=f"Backfill {node.table} and everything it needs",
         )
         for node in graph.values()
@@ -198,8 +210,13 @@ def build_definitions(repo: str | Path, start_date: str | None = None, resources
     graph = build_graph(compiled)
     start = resolve_start_date(repo, graph, _warehouse_root(resources), start_date)
     partitions_def = _daily_partitions(repo, start)
-    assets = [build_asset(node, partitions_def, snapshot_table_name, start.note) for node in graph.values()]
     with_online = resources is None or "mongo" in resources
+    assets = [
+        build_log_asset(node, _Partitioning(partitions_def, start.note), with_online)
+        if node.kind in (LOG_TABLE, LOGGED)
+        else build_asset(node, partitions_def, snapshot_table_name, start.note)
+        for node in graph.values()
+    ]
     online = online_assets(compiled, partitions_def) if with_online else []
     streaming = streaming_assets(compiled) if with_online else []
     resources = resources if resources is not None else resources_for_environment()
@@ -207,7 +224,7 @@ def build_definitions(repo: str | Path, start_date: str | None = None, resources
     return Definitions(
         assets=assets + online + streaming,
         sensors=sensors,
-        jobs=online_jobs(online) + backfill_jobs(graph),
+        jobs=online_jobs(online) + backfill_jobs(graph) + log_jobs(graph, with_online),
         executor=in_process_executor,
         resources=resources,
         metadata={"partitions_start": start.note},

@@ -1,8 +1,11 @@
 """The asset graph of a compiled feature repo, as plain data (no Dagster, no Spark here).
 
 Every table the configs read or write becomes a node: user-provided source tables, staging query
-outputs, group-by daily tables, join parts and join outputs. Edges carry a day offset range so that
-Dagster's partition mappings can say which upstream days a day depends on.
+outputs, group-by daily tables, join parts and join outputs. A repo with online joins or a schema group-by
+(one over the raw fetch log keyed by schema hash) has the raw log table as the log dump's node; with a schema
+group-by every online or log-bootstrapped join gets its flattened log `_logged`:
+log table -> schema table -> `_logged` -> `_bootstrap`.
+Edges carry a day offset range so that Dagster's partition mappings can say which upstream days a day depends on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from feature_assets.model.configs import (
     Source,
     StagingQuery,
 )
+from feature_assets.model.logs import RAW_LOG_TABLE, schema_group_by
 from feature_assets.naming import qualified
 
 SOURCE, STAGING_QUERY, GROUP_BY, BOOTSTRAP, JOIN_PART, JOIN = (
@@ -31,6 +35,8 @@ SOURCE, STAGING_QUERY, GROUP_BY, BOOTSTRAP, JOIN_PART, JOIN = (
     "join_part",
     "join",
 )
+# The fetch log: the raw log table (dumped from the log store) and a join's flattened log.
+LOG_TABLE, LOGGED = "log_table", "logged"
 # An unwindowed aggregation reads all history; its edges show the last days of it.
 ALL_HISTORY_SHOWN_DAYS = 30
 
@@ -56,7 +62,7 @@ class Node:
     upstream: list[Edge] = field(default_factory=list)
     # (config name, its event or entity source) of every config reading a source table
     reads: list[tuple[str, TableSource]] = field(default_factory=list)
-    optional: bool = False  # a source that may not exist yet (a join's log table before any fetch is logged)
+    optional: bool = False  # may not exist yet (a join's log table before any fetch is logged)
 
     @property
     def name(self) -> str:
@@ -70,7 +76,7 @@ class Node:
     def group(self) -> str:
         """The asset group: a join's bootstrap step, parts and output share one named after the join, so two
         joins' parts over the same group-by (whose table names share a long prefix) are told apart."""
-        if self.kind in (BOOTSTRAP, JOIN_PART, JOIN) and self.join is not None:
+        if self.kind in (BOOTSTRAP, JOIN_PART, JOIN, LOGGED) and self.join is not None:
             return self.join.table_name
         return self.team
 
@@ -192,6 +198,21 @@ class _GraphBuilder:
             ]
         return source_edges(part.group_by)
 
+    def add_log_tables(self, schema_table: str | None) -> None:
+        """The log dump's node, and with a schema table a flattened log for every online or log-bootstrapped join."""
+        joins = [n.join for n in self.nodes.values() if n.kind == JOIN and n.join is not None]
+        if schema_table is None and not any(join.online for join in joins):
+            return
+        self.nodes[RAW_LOG_TABLE] = Node(RAW_LOG_TABLE, LOG_TABLE, "logs", optional=True)
+        if schema_table is None:
+            return
+        upstream = [Edge(RAW_LOG_TABLE, 0, 0, "logged fetches"), Edge(schema_table, 0, 0, "schemas by hash")]
+        for node in list(self.nodes.values()):
+            join = node.join
+            if node.kind == JOIN and join is not None and (join.online or join.bootstrap_from_log):
+                table = qualified(join.logged_table)
+                self.nodes[table] = Node(table, LOGGED, join.team, join, join, upstream=list(upstream), optional=True)
+
     def finish(self) -> dict[str, Node]:
         for node in list(self.nodes.values()):
             for edge in node.upstream:
@@ -216,6 +237,8 @@ def build_graph(compiled: CompiledRepo) -> dict[str, Node]:
         builder.add_group_by(group_by)
     for join in compiled.joins.values():
         builder.add_join(join)
+    schemas = schema_group_by(compiled)
+    builder.add_log_tables(schemas.output_table if schemas is not None else None)
     return builder.finish()
 
 

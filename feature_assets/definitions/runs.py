@@ -20,7 +20,7 @@ import dagster
 from dagster import DagsterEventType, DagsterInstance, Definitions
 
 from feature_assets.definitions.factory import LocalWarehouse, is_local_root, job_name
-from feature_assets.definitions.graph import GROUP_BY, JOIN, SOURCE, STAGING_QUERY, Node
+from feature_assets.definitions.graph import GROUP_BY, JOIN, LOG_TABLE, SOURCE, STAGING_QUERY, Node
 from feature_assets.storage import date_range, default_root
 
 if TYPE_CHECKING:  # only a type here; its module is Dagster's internal one
@@ -175,7 +175,8 @@ def upstream_sources(graph: dict[str, Node], table: str) -> list[Node]:
         if current not in seen:
             seen.add(current)
             pending += [edge.table for edge in graph[current].upstream]
-    return [graph[t] for t in sorted(seen) if graph[t].kind == SOURCE]
+    # The log table is read as it is (the log dump is not part of a backfill): an input like a source.
+    return [graph[t] for t in sorted(seen) if graph[t].kind in (SOURCE, LOG_TABLE)]
 
 
 def missing_inputs(sources: Iterable[Node], start_ds: str, end_ds: str, listing: PartitionListing) -> list:

@@ -9,14 +9,22 @@ Coverage decides what is computed: a left row is covered for a join part when th
 together provide every output column of that part (by schema, not by value). Covered rows skip that part's
 computation and keep the bootstrap values, nulls included; other rows are computed and take computed values
 only where every bootstrap part is null or absent (row- and column-level hole filling).
+
+The bootstrap table keeps the left rows and one coverage flag per join part (`coverage_flags`); the values
+are joined once, into the output (`with_bootstrap_values`), rather than written there and read back. A part
+covered on every row is neither computed nor joined.
+
+A flattened log table names, per row, the fields its schema version did not have (`_absent_fields`): the row
+does not provide those columns, so a row logged before a feature was added is not covered for that feature.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feature_assets.model.configs import BootstrapSource, Join, Query
+from feature_assets.model.logs import ABSENT_FIELDS_COLUMN
 from feature_assets.storage import TableNotFound, Warehouse
 
 MATCH_PREFIX = "_bootstrap_matched_"
@@ -50,7 +58,8 @@ def _read_source(
             f"bootstrap table {source.table!r} lacks key column(s) {missing_keys}; its columns: {frame.columns}"
         )
     provided = [c for c in wanted if c in frame.columns]
-    return frame.select(*source.key_columns, "ds", *provided), provided
+    absent = [ABSENT_FIELDS_COLUMN] if ABSENT_FIELDS_COLUMN in frame.columns else []
+    return frame.select(*source.key_columns, "ds", *provided, *absent), provided
 
 
 def _check_unique(frame: DataFrame, source: BootstrapSource) -> None:
@@ -63,6 +72,76 @@ def _check_unique(frame: DataFrame, source: BootstrapSource) -> None:
         )
 
 
+def coverage_flags(
+    warehouse: Warehouse, join: Join, left: DataFrame, start_ds: str, end_ds: str
+) -> tuple[DataFrame, dict]:
+    """The left rows plus one coverage flag per join part: what the bootstrap table stores.
+
+    Only the sources' key columns are joined here (and the absent fields of flattened logs): the values are
+    joined once, when the output is assembled (`with_bootstrap_values`), so they are not written and read
+    back in between. Returns the frame and, for metadata, what each source provides.
+    """
+    flagged = left
+    provided_by: dict[str, list[str]] = {}
+    providers: dict[str, list[Column]] = {}
+    for source in join.bootstrap_sources:
+        frame, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
+        provided_by[source.label] = provided
+        if frame is None:
+            continue
+        _check_unique(frame, source)
+        if not provided:  # matching it would decide nothing
+            continue
+        tag = f"{source.priority}"
+        match = f"{MATCH_PREFIX}{tag}"
+        absent = f"__b{tag}_absent" if ABSENT_FIELDS_COLUMN in frame.columns else None
+        matched = frame.select(
+            *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
+            F.lit(True).alias(match),
+            *([F.col(ABSENT_FIELDS_COLUMN).alias(absent)] if absent else []),
+        )
+        flagged = flagged.join(matched, _match_condition(source, tag), "left").drop(
+            *[f"__b{tag}_{k}" for k in (*source.key_columns, "ds")]
+        )
+        for column in provided:
+            providers.setdefault(column, []).append(_provides(match, absent, column))
+    flags = []
+    for part in join.join_parts:
+        covered = F.lit(True)
+        for column in part.columns:
+            has_column = F.lit(False)
+            for provider in providers.get(column, []):
+                has_column = has_column | provider
+            covered = covered & has_column
+        flags.append(covered.alias(join.coverage_column(part)))
+    return flagged.select(*left.columns, *flags), {"provided_by": provided_by}
+
+
+def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, start_ds: str, end_ds: str) -> DataFrame:
+    """`frame` (left rows, with or without coverage flags) plus the bootstrap value of every provided join
+    column: the first non-null value by priority (null where no matching part has one)."""
+    enriched = frame
+    per_column: dict[str, list[str]] = {}
+    for source in join.bootstrap_sources:
+        values, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
+        if values is None or not provided:
+            continue
+        tag = f"{source.priority}"
+        renamed = values.select(
+            *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
+            *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
+        )
+        enriched = enriched.join(renamed, _match_condition(source, tag), "left")
+        for column in provided:
+            per_column.setdefault(column, []).append(f"__b{tag}__{column}")
+    if not per_column:
+        return frame
+    return enriched.select(
+        *frame.columns,
+        *[F.coalesce(*[F.col(c) for c in sources]).alias(column) for column, sources in per_column.items()],
+    )
+
+
 def enrich_left(
     warehouse: Warehouse, join: Join, left: DataFrame, start_ds: str, end_ds: str
 ) -> tuple[DataFrame, dict]:
@@ -70,48 +149,20 @@ def enrich_left(
 
     Returns the frame and, for metadata, what each source provides.
     """
-    wanted = join.feature_columns
-    enriched = left
-    provided_by: dict[str, list[str]] = {}
-    match_columns: list[tuple[str, list[str]]] = []
-    per_column: dict[str, list[str]] = {}
-    for source in join.bootstrap_sources:
-        frame, provided = _read_source(warehouse, source, start_ds, end_ds, wanted)
-        if frame is None:
-            provided_by[source.label] = []
-            continue
-        _check_unique(frame, source)
-        tag = f"{source.priority}"
-        match = f"{MATCH_PREFIX}{tag}"
-        renamed = frame.select(
-            *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
-            *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
-            F.lit(True).alias(match),
-        )
-        condition = F.col("ds") == F.col(f"__b{tag}_ds")
-        for key in source.key_columns:
-            condition = condition & (F.col(key) == F.col(f"__b{tag}_{key}"))
-        joined_keys = [f"__b{tag}_{k}" for k in (*source.key_columns, "ds")]
-        enriched = enriched.join(renamed, condition, "left").drop(*joined_keys)
-        enriched = enriched.withColumn(match, F.coalesce(F.col(match), F.lit(False)))
-        provided_by[source.label] = provided
-        match_columns.append((match, provided))
-        for column in provided:
-            per_column.setdefault(column, []).append(f"__b{tag}__{column}")
-    # First non-null value by priority, per column.
-    enriched = enriched.select(
-        *left.columns,
-        *[m for m, _ in match_columns],
-        *[F.coalesce(*[F.col(c) for c in sources]).alias(column) for column, sources in per_column.items()],
-    )
-    for part in join.join_parts:
-        covered = F.lit(True)
-        for column in part.columns:
-            providers = [F.col(m) for m, provided in match_columns if column in provided]
-            has_column = F.lit(False)
-            for provider in providers:
-                has_column = has_column | provider
-            covered = covered & has_column
-        enriched = enriched.withColumn(join.coverage_column(part), covered)
-    enriched = enriched.drop(*[m for m, _ in match_columns])
-    return enriched, {"provided_by": provided_by}
+    flagged, info = coverage_flags(warehouse, join, left, start_ds, end_ds)
+    return with_bootstrap_values(warehouse, join, flagged, start_ds, end_ds), info
+
+
+def _match_condition(source: BootstrapSource, tag: str) -> Column:
+    condition = F.col("ds") == F.col(f"__b{tag}_ds")
+    for key in source.key_columns:
+        condition = condition & (F.col(key) == F.col(f"__b{tag}_{key}"))
+    return condition
+
+
+def _provides(match: str, absent: str | None, column: str) -> Column:
+    """Whether a matched source row provides the column: a flattened log row not when its schema lacked it."""
+    matched = F.coalesce(F.col(match), F.lit(False))
+    if absent is None:
+        return matched
+    return matched & ~F.coalesce(F.array_contains(F.col(absent), column), F.lit(False))

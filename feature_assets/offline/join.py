@@ -19,6 +19,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, JoinPart
+from feature_assets.offline.bootstrap import with_bootstrap_values
 from feature_assets.offline.derivations import apply_derivations
 from feature_assets.offline.frames import keys_not_null, row_time_columns, union_by_name
 from feature_assets.offline.group_by import read_group_by_sources, snapshot_backfill
@@ -26,6 +27,12 @@ from feature_assets.offline.mutations import mutation_join_part
 from feature_assets.offline.sources import events_start_for, read_source
 from feature_assets.offline.windowed import windowed_features
 from feature_assets.storage import Warehouse, shift_ds
+
+# Left rows left to compute after bootstrap that are few enough to broadcast their distinct keys and read
+# only those keys' events: at most this many, and at most this share of the left rows (beyond it most keys
+# are asked for anyway and the extra join costs more than it saves).
+FEW_ROWS = 500_000
+FEW_ROWS_SHARE = 0.25
 
 # Reads a group-by's daily table for [start_ds, end_ds].
 SnapshotReader = Callable[[GroupBy, str, str], DataFrame]
@@ -43,8 +50,14 @@ def compute_join_part(
     start_ds: str,
     end_ds: str,
     read_snapshot: SnapshotReader | None = None,
+    events_of_left_keys: bool = False,
 ) -> DataFrame:
-    """The part's table: left key columns, ts, ds and the part's prefixed feature columns."""
+    """The part's table: left key columns, ts, ds and the part's prefixed feature columns.
+
+    With `events_of_left_keys` (few left rows, as bootstrap leaves), raw events are first reduced to the
+    keys the left rows ask for, with the distinct keys broadcast, so the window kernel's shuffle and sort
+    see only those keys' events.
+    """
     if join.uses_mutations(part):
         return mutation_join_part(warehouse, join, part, left, start_ds, end_ds)
     group_by = part.group_by
@@ -58,6 +71,9 @@ def compute_join_part(
     else:
         events_start = events_start_for(shift_ds(start_ds, -1), group_by.max_window_millis)
         events = read_group_by_sources(warehouse, group_by, events_start, end_ds)
+        if events_of_left_keys:
+            asked = queries.select(*[F.col(left).alias(gb_key) for left, gb_key in part.key_pairs]).distinct()
+            events = events.join(F.broadcast(asked), [gb_key for _, gb_key in part.key_pairs], "left_semi")
         # The kernel drops duplicate query rows itself, saving a shuffle for `distinct`.
         features = windowed_features(
             events, queries, left_keys, group_by.specs, event_keys=[gb_key for _, gb_key in part.key_pairs]
@@ -100,11 +116,12 @@ def _fill_empty_defaults(frame: DataFrame, group_by: GroupBy, left_keys: list[st
     )
 
 
-def assemble_join(join: Join, left: DataFrame, part_tables: list[tuple[JoinPart, DataFrame]]) -> DataFrame:
+def assemble_join(join: Join, left: DataFrame, part_tables: list[tuple[JoinPart, DataFrame | None]]) -> DataFrame:
     """Every left row exactly once, with each part's features, external columns and derivations.
 
-    `left` may be the bootstrap table (left rows plus bootstrap values and coverage flags): a covered row
-    keeps its bootstrap values; other rows take computed values where every bootstrap part is null.
+    `left` may carry bootstrap values and coverage flags (`with_bootstrap_values` of the bootstrap table): a
+    covered row keeps its bootstrap values; other rows take computed values where every bootstrap part is
+    null. A part's table is None when bootstrap covers every row for it: that part is not joined at all.
     """
     features = join.feature_columns
     bootstrapped = set(left.columns) & set(features)
@@ -113,6 +130,14 @@ def assemble_join(join: Join, left: DataFrame, part_tables: list[tuple[JoinPart,
     output = left
     values = {column: F.col(column) for column in bootstrapped}
     for index, (part, table) in enumerate(part_tables):
+        if table is None:
+            unprovided = [c for c in part.columns if c not in bootstrapped]
+            if unprovided:
+                raise ValueError(
+                    f"join {join.name}: part {part.group_by.name} was skipped as covered, but bootstrap "
+                    f"does not provide {unprovided}"
+                )
+            continue  # every row covered: the bootstrap values stand as they are
         row = part.left_keys + row_time
         renamed = table.select(
             *[F.col(c).alias(f"__p{index}_{c}") for c in row],
@@ -135,6 +160,22 @@ def assemble_join(join: Join, left: DataFrame, part_tables: list[tuple[JoinPart,
         output = apply_derivations(output, join.derivations, [c for c in features if c in values], keep=non_ds + ["ds"])
         output = output.select(*[c for c in output.columns if c != "ds"], "ds")
     return output
+
+
+def without_covered_parts(
+    left: DataFrame, part_tables: list[tuple[JoinPart, DataFrame]]
+) -> list[tuple[JoinPart, DataFrame | None]]:
+    """The part tables for `assemble_join`, None for a part bootstrap covers on every row.
+
+    A stored part table holds a row for every left row bootstrap does not cover, so an empty one whose
+    columns all come with `left`'s bootstrap values means nothing was computed: joining it would only
+    shuffle the left rows. Reading one row of a stored table is cheap; a part still to be computed is not
+    a stored table, so pass only tables read back from the warehouse.
+    """
+    return [
+        (part, None if set(part.columns) <= set(left.columns) and table.isEmpty() else table)
+        for part, table in part_tables
+    ]
 
 
 def _part_value(column: str, computed: Column, bootstrapped: bool, covered: str | None) -> Column:
@@ -172,10 +213,24 @@ def compute_needed_join_part(
         "days_computed": len(day_counts),
     }
     if not runs:
-        return enriched.select(*part.left_keys, *row_time_columns(enriched), *part.columns).limit(0), stats
+        # Nothing to compute: an empty table typed by the bootstrap values, without reading the part's sources.
+        typed = enriched.limit(0)
+        if not set(part.columns) <= set(typed.columns):  # a bootstrap table holds flags, not values
+            typed = with_bootstrap_values(warehouse, join, typed, start_ds, end_ds)
+        if set(part.columns) <= set(typed.columns):
+            return typed.select(*part.left_keys, *row_time_columns(enriched), *part.columns), stats
+        runs = [(start_ds, end_ds)]  # no left rows and no bootstrap values: typed as computed
+    few = stats["rows_computed"] <= min(FEW_ROWS, FEW_ROWS_SHARE * stats["left_rows"])
     frames = [
         compute_join_part(
-            warehouse, join, part, needed.where(F.col("ds").between(first, last)), first, last, read_snapshot
+            warehouse,
+            join,
+            part,
+            needed.where(F.col("ds").between(first, last)),
+            first,
+            last,
+            read_snapshot,
+            events_of_left_keys=few,
         )
         for first, last in runs
     ]

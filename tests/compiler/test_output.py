@@ -17,9 +17,11 @@ from feature_assets.compiler import compile_configs, compiled_path, load_compile
 from feature_assets.model import GroupBy, Join
 
 TRAINING_SET = "joins/quickstart/training_set.py"
+SCHEMA = "group_bys/quickstart/schema.py"  # the fetch log's schema table
 EXPECTED_FILES = [
     "production/group_bys/quickstart/purchases.v1",
     "production/group_bys/quickstart/returns.v1",
+    "production/group_bys/quickstart/schema.v1",
     "production/group_bys/quickstart/users.v1",
     "production/joins/quickstart/training_set.v1",
     "production/joins/quickstart/training_set.v2",
@@ -47,7 +49,7 @@ def quickstart(tmp_path_factory):
     """The quickstart compiled into a fresh copy: (repo, compilation, written paths)."""
     repo = copy_quickstart(tmp_path_factory.mktemp("quickstart") / "repo")
     compilation = compile_configs(repo, TRAINING_SET)
-    written = write_compiled(compilation)
+    written = write_compiled(compilation) + write_compiled(compile_configs(repo, SCHEMA))
     return repo, compilation, written
 
 
@@ -69,6 +71,7 @@ def test_quickstart_compile_is_deterministic(quickstart, tmp_path):
     # ... and into a second, fresh copy.
     other = copy_quickstart(tmp_path / "repo")
     write_compiled(compile_configs(other, TRAINING_SET))
+    write_compiled(compile_configs(other, SCHEMA))
     assert files_under(other) == first
 
 
@@ -331,7 +334,12 @@ def test_compile_without_conf_compiles_every_file(tmp_path):
 def test_load_compiled_reads_the_quickstart(quickstart):
     repo, compilation, _ = quickstart
     loaded = load_compiled(repo)
-    assert sorted(loaded["group_bys"]) == ["quickstart.purchases.v1", "quickstart.returns.v1", "quickstart.users.v1"]
+    assert sorted(loaded["group_bys"]) == [
+        "quickstart.purchases.v1",
+        "quickstart.returns.v1",
+        "quickstart.schema.v1",
+        "quickstart.users.v1",
+    ]
     assert sorted(loaded["joins"]) == ["quickstart.training_set.v1", "quickstart.training_set.v2"]
     assert loaded["staging_queries"] == {}
     assert loaded.joins["quickstart.training_set.v2"].raw == compilation.compiled["joins", "quickstart.training_set.v2"]

@@ -63,6 +63,10 @@ REPO = {
                                bootstrap_parts=[BootstrapPart(table="boot.missing_all")])
         duplicated = Join(left=left, right_parts=PARTS, row_ids=["request_id"],
                           bootstrap_parts=[BootstrapPart(table="boot.duplicated")])
+        few = Join(left=left, right_parts=PARTS, row_ids=["request_id"], bootstrap_parts=[BootstrapPart(table="boot.most")])
+        mixed = Join(left=left, right_parts=PARTS, row_ids=["request_id"],
+                     bootstrap_parts=[BootstrapPart(table="boot.mixed_high"), BootstrapPart(table="boot.mixed_all"),
+                                      BootstrapPart(table="boot.mixed_low")])
     """,
 }
 PA = ["t_purchases_v1_purchase_price_sum_2d", "t_purchases_v1_purchase_price_count_2d"]
@@ -113,16 +117,18 @@ def values(n: int, seed: int, nulls: float = 0.0) -> pd.array:
 
 
 def run_join(store, join, start=START, end=END):
-    from feature_assets.offline.bootstrap import enrich_left
+    """As the asset graph runs it: coverage flags, the parts bootstrap does not cover, then values and output."""
+    from feature_assets.offline.bootstrap import coverage_flags, with_bootstrap_values
     from feature_assets.offline.join import assemble_join, compute_needed_join_part, read_left
 
     left = read_left(store, join, start, end)
-    enriched, info = enrich_left(store, join, left, start, end)
+    flagged, info = coverage_flags(store, join, left, start, end)
     parts, stats = [], []
     for part in join.join_parts:
-        frame, stat = compute_needed_join_part(store, join, part, enriched, start, end, read_snapshot=None)
-        parts.append((part, frame))
+        frame, stat = compute_needed_join_part(store, join, part, flagged, start, end, read_snapshot=None)
+        parts.append((part, None if stat["rows_computed"] == 0 else frame))
         stats.append(stat)
+    enriched = with_bootstrap_values(store, join, flagged, start, end)
     return assemble_join(join, enriched, parts).toPandas(), stats, info
 
 
@@ -261,3 +267,49 @@ def test_duplicate_bootstrap_rows_fail_naming_the_table_and_ids(spark, setup):
         run_join(store, joins["t.model.duplicated"])
     message = str(error.value)
     assert "boot.duplicated" in message and boot["request_id"].iloc[0] in message
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_random_sources_match_the_naive_rules_and_covered_parts_are_not_joined(spark, setup, seed):
+    """Random overlapping sources with random nulls and column subsets; one part covered on every row."""
+    joins, store, left, tables = setup
+    rng = np.random.default_rng(seed)
+    # Every row provides the purchases columns (some values null), so that part is skipped entirely.
+    every = left[["request_id", "ds"]].copy()
+    for i, column in enumerate(PA):
+        every[column] = values(len(every), seed * 10 + i, nulls=0.3)
+        every = nullify(every, column)
+    high = sample(left, rng.uniform(0.2, 0.6), seed + 1)
+    for i, column in enumerate([PA[0], *RB]):
+        high[column] = values(len(high), seed * 20 + i, nulls=0.4)
+        high = nullify(high, column)
+    low = sample(left, rng.uniform(0.2, 0.6), seed + 2)
+    low[RB[0]] = values(len(low), seed * 30, nulls=0.2)
+    low = nullify(low, RB[0])
+    write_table(spark, store, "boot.mixed_high", high)
+    write_table(spark, store, "boot.mixed_all", every)
+    write_table(spark, store, "boot.mixed_low", low)
+    join = joins["t.model.mixed"]
+    out, stats, _ = run_join(store, join)
+    sources = [frame.drop(columns="ds") for frame in (high, every, low)]
+    expected = by_priority(left, computed(left, tables, join), sources, {"a": PA, "b": RB}, [])
+    assert len(out) == len(left)
+    assert_frames_equal(out, expected, PA + RB)
+    covered_returns = set(high["request_id"]) | set(low["request_id"])
+    assert stats[0]["rows_computed"] == 0
+    assert stats[1]["rows_computed"] == len(left) - len(covered_returns)
+
+
+def test_few_uncovered_rows_are_computed_from_their_keys_events_alone(spark, setup):
+    """Bootstrap covers most rows: the rest are computed from their own keys' events only, same values."""
+    joins, store, left, tables = setup
+    most = sample(left, 0.9, 13)
+    for i, column in enumerate(PA + RB):
+        most[column] = values(len(most), 130 + i, nulls=0.3)
+        most = nullify(most, column)
+    write_table(spark, store, "boot.most", most)
+    join = joins["t.model.few"]
+    out, stats, _ = run_join(store, join)
+    expected = by_priority(left, computed(left, tables, join), [most.drop(columns="ds")], {"a": PA, "b": RB}, [])
+    assert_frames_equal(out, expected, PA + RB)
+    assert 0 < stats[0]["rows_computed"] == stats[1]["rows_computed"] == len(left) - len(most) < 0.25 * len(left)

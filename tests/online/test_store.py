@@ -325,10 +325,12 @@ def test_join_fetch_matches_offline_semantics_with_streaming(store):
     for _ in range(25):
         at = int(end + rng.integers(0, 3 * DAY))
         user = str(rng.integers(1, 10))  # user 9 never appears
-        got = fetcher.fetch_join("quickstart/training_set.v2", {"user_id": user}, at)
+        request_id = f"r-{checked}"  # the join's contextual field, echoed as served
+        got = fetcher.fetch_join("quickstart/training_set.v2", {"user_id": user, "request_id": request_id}, at)
         assert got["error"] is None, got
         visible = purchases[purchases["ts"] < at - at % DAY]
-        assert got["values"] == expected_join(visible, returns, user, at), (user, at)
+        expected = {**expected_join(visible, returns, user, at), "ext_contextual_request_id": request_id}
+        assert got["values"] == expected, (user, at)
         checked += 1
     batch = fetcher.fetch_join("quickstart.training_set.v2", [{"user_id": "1"}, {"user_id": "2"}], end + 5)
     assert [r["values"] for r in batch] == [

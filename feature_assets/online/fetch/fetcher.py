@@ -27,6 +27,10 @@ Join fetches map request fields to each part's keys (`keyMapping`), prefix featu
 offline join output (`<prefix>_<group_by>_<feature>`), echo contextual external parts from the request
 (`ext_contextual_<field>`) and give other external parts null. Derivations (group-by and join): `*` and
 renames of a column are applied; any other expression is refused with `UnsupportedDerivation`.
+
+Logging: `Fetcher(store, logger=FetchLogger(...))` logs every join fetch (sync and async, single and batch)
+with its request time (`at_millis`, else now); contextual fields are read from the request's keys. The logger
+only queues the records (see `feature_assets.online.logging`); it never fails or holds up a fetch.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from feature_assets.model import GROUP_BYS, JOINS, MILLIS_PER_DAY, Derivation, G
 from feature_assets.naming import normalize_name
 from feature_assets.online.batch_encoding import SNAPSHOT, TEMPORAL, ds_of_millis, end_of_day_millis
 from feature_assets.online.fetch.keys import InvalidKey, request_key
+from feature_assets.online.logging import FetchLogger, JoinCodec
 from feature_assets.online.store import KVStore, batch_versions, canonical_key_json, stored_config
 
 DEFAULT_MAX_BATCH = 1000
@@ -164,8 +169,10 @@ class Fetcher:
         pointer_ttl: float = 5.0,
         max_batch: int = DEFAULT_MAX_BATCH,
         clock: Callable[[], float] = time.monotonic,
+        logger: FetchLogger | None = None,
     ):
         self.store = store
+        self.logger = logger
         self.config_ttl = config_ttl
         self.pointer_ttl = pointer_ttl
         self.max_batch = max_batch
@@ -174,6 +181,7 @@ class Fetcher:
         self._plans: dict[tuple[str, ...], tuple[object, Any]] = {}
         self._refreshing: set[tuple[str, ...]] = set()
         self._lock = threading.Lock()
+        self._codecs: dict[str, tuple[Join, tuple[Any, ...], JoinCodec]] = {}
 
     # ------------------------------------------------------------------------ caches
     def _cached(self, key: tuple[str, ...], ttl: float, load: Callable[[], V]) -> V:
@@ -247,8 +255,8 @@ class Fetcher:
         return self._finish_group_by(self._read([pending])[0], single)
 
     def fetch_join(self, name: str, keys: Any, at_millis: int | None = None) -> Any:
-        join, requests, single, pendings = self._start_join(name, keys, at_millis)
-        return self._finish_join(join, requests, single, pendings, self._read(pendings))
+        join, requests, single, pendings, at = self._start_join(name, keys, at_millis)
+        return self._finish_join(join, requests, single, pendings, self._read(pendings), at)
 
     async def afetch_group_by(self, name: str, keys: Any, at_millis: int | None = None) -> Any:
         """`fetch_group_by` for an event loop: the store reads are awaited (`KVStore.async_reads`)."""
@@ -257,8 +265,8 @@ class Fetcher:
 
     async def afetch_join(self, name: str, keys: Any, at_millis: int | None = None) -> Any:
         """`fetch_join` for an event loop: every part's reads are awaited together, so they overlap."""
-        join, requests, single, pendings = self._start_join(name, keys, at_millis)
-        return self._finish_join(join, requests, single, pendings, await self._aread(pendings))
+        join, requests, single, pendings, at = self._start_join(name, keys, at_millis)
+        return self._finish_join(join, requests, single, pendings, await self._aread(pendings), at)
 
     # ------------------------------------------------------------------------ internals
     def _start_group_by(self, name: str, keys: Any, at_millis: int | None) -> tuple[_Pending, bool]:
@@ -277,7 +285,9 @@ class Fetcher:
         ]
         return responses[0] if single else responses
 
-    def _start_join(self, name: str, keys: Any, at_millis: int | None) -> tuple[Join, list[Any], bool, list[_Pending]]:
+    def _start_join(
+        self, name: str, keys: Any, at_millis: int | None
+    ) -> tuple[Join, list[Any], bool, list[_Pending], int]:
         join = self._join_config(name)
         requests, single = self._requests(keys)
         at = now_millis() if at_millis is None else int(at_millis)
@@ -294,10 +304,16 @@ class Fetcher:
                     streaming=not join.entity_left,
                 )
             )
-        return join, requests, single, pendings
+        return join, requests, single, pendings, at
 
     def _finish_join(
-        self, join: Join, requests: list[Any], single: bool, pendings: list[_Pending], part_results: list[list[Result]]
+        self,
+        join: Join,
+        requests: list[Any],
+        single: bool,
+        pendings: list[_Pending],
+        part_results: list[list[Result]],
+        at: int,
     ) -> Any:
         responses: list[dict[str, Any]] = [{"values": {}, "error": None, "error_type": None} for _ in requests]
         errors: list[list[str]] = [[] for _ in requests]
@@ -327,7 +343,32 @@ class Fetcher:
                     response["values"], list(response["values"]), join.derivations, f"join {join.name}"
                 )
             response["error"] = "; ".join(errors[index]) or None
+        if self.logger is not None:
+            self._log_join(join, requests, responses, at)
         return responses[0] if single else responses
+
+    def _log_join(self, join: Join, requests: list[Any], responses: list[dict[str, Any]], at: int) -> None:
+        """Hand the served values to the logger (which never raises into a fetch; neither does this)."""
+        assert self.logger is not None
+        try:
+            codec = self.log_codec(join)
+            self.logger.log_join(join, codec, requests, [r["values"] for r in responses], at)
+        except Exception:  # noqa: BLE001 - logging must not fail a fetch; counted instead
+            self.logger.count_unencodable(len(requests))
+
+    def log_codec(self, join: Join) -> JoinCodec:
+        """The join's logging codec, typed by each part's newest visible batch schema; rebuilt only when the
+        config or a part's batch pointer (cached by `versions`) changes."""
+        pointers = tuple(self.versions(part.group_by.name) for part in join.join_parts)
+        entry = self._codecs.get(join.name)
+        if entry is None or entry[0] is not join or any(a is not b for a, b in zip(entry[1], pointers)):
+            schemas = {
+                part.group_by.name: (versions[max(versions)]["schema"] if versions else None)
+                for part, versions in zip(join.join_parts, pointers)
+            }
+            entry = (join, pointers, JoinCodec.of(join, schemas))
+            self._codecs[join.name] = entry
+        return entry[2]
 
     def _requests(self, keys: Any) -> tuple[list[Any], bool]:
         if isinstance(keys, dict):

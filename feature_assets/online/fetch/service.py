@@ -39,6 +39,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 from feature_assets.online.fetch.fetcher import BatchTooLarge, Fetcher, UnknownName, UnsupportedDerivation
 from feature_assets.online.fetch.schemas import FetchBatchResponse, FetchResponse, Health, error_responses
+from feature_assets.online.logging import logger_from_environment
 from feature_assets.online.store import DEFAULT_DATABASE, MONGO_URI_ENV, KVStore, MongoKVStore, StoreUnavailable
 
 MONGO_DATABASE_ENV = "FEATURE_ASSETS_MONGO_DATABASE"
@@ -77,7 +78,9 @@ def store_from_environment() -> tuple[MongoKVStore, str, str]:
 
 def create_app(store: KVStore | None = None, fetcher: Fetcher | None = None, max_batch: int = 1000) -> FastAPI:
     if fetcher is None:
-        fetcher = Fetcher(store if store is not None else store_from_environment()[0], max_batch=max_batch)
+        store = store if store is not None else store_from_environment()[0]
+        # Every join fetch is logged (FEATURE_ASSETS_FETCH_LOG: mongo by default, kafka or off).
+        fetcher = Fetcher(store, max_batch=max_batch, logger=logger_from_environment(store))
     fetcher.max_batch = max_batch
     app = FastAPIOffline(
         title="feature-assets online fetcher",
@@ -233,5 +236,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, max_batch: int = 1000, work
         server.run()
     except KeyboardInterrupt:
         pass
+    if app.state.fetcher.logger is not None:
+        app.state.fetcher.logger.close(timeout=5.0)  # what was served before the stop is still logged
     if not server.started:
         sys.exit(STARTUP_FAILURE)

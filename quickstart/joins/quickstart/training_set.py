@@ -1,5 +1,5 @@
 """Training sets: checkouts (the model's prediction events) enriched with user features as of each checkout."""
-from feature_assets.api import EventSource, Join, JoinPart, Query, select
+from feature_assets.api import ContextualSource, DataType, EventSource, ExternalPart, Join, JoinPart, Query, select
 from group_bys.quickstart.purchases import v1 as purchases_v1
 from group_bys.quickstart.returns import v1 as returns_v1
 from group_bys.quickstart.users import v1 as users
@@ -23,4 +23,7 @@ v2 = Join(
     right_parts=[JoinPart(group_by=group_by) for group_by in [purchases_v1, returns_v1]],
     row_ids=["request_id"],
     online=True,
+    # Every fetch is logged, with the caller's request id (passed among the keys) to stitch logs to rows.
+    sample_percent=100,
+    online_external_parts=[ExternalPart(ContextualSource(fields=[("request_id", DataType.STRING)]))],
 )

@@ -1,0 +1,47 @@
+"""The CLI's log commands through Dagster: `log-dump` and `log-flattener` materialize the log table and the
+`_logged` assets (`log_assets`) for a range of days as one in-process run on the default instance, so every run
+is in the UI's history."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from dagster import AssetKey, DagsterInstance, Definitions
+
+from feature_assets.definitions.online_runs import Materialized, OnlineRun
+from feature_assets.definitions.runs import RANGE_END_TAG, RANGE_START_TAG, default_instance, run_failures
+
+
+def materialize_logs(
+    defs: Definitions,
+    job: str,
+    keys: Sequence[AssetKey],
+    start_ds: str,
+    end_ds: str,
+    tags: Mapping[str, str] | None = None,
+    instance: DagsterInstance | None = None,
+    run_id: str | None = None,
+    log_level: str = "CRITICAL",
+) -> OnlineRun:
+    """Materialize log assets for the days [start_ds, end_ds] as one run of `job` (the CLI's log commands)."""
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance or default_instance(),
+        asset_selection=list(keys),
+        tags={RANGE_START_TAG: start_ds, RANGE_END_TAG: end_ds, **(tags or {})},
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        raise_on_error=False,
+        run_id=run_id,
+    )
+    run = OnlineRun(result.run_id, result.success)
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        values = {name: entry.value for name, entry in materialization.metadata.items()}
+        run.materialized.append(
+            Materialized(materialization.asset_key.to_user_string(), materialization.partition, values)
+        )
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            run.errors.append(f"check {evaluation.check_name} of {evaluation.asset_key.to_user_string()} did not pass")
+    for failure in run_failures(result):
+        run.errors.append(" / ".join(failure.cause))
+    return run

@@ -1,0 +1,262 @@
+"""The fetch logger: join fetches become log records, written by a background thread.
+
+A fetch only encodes its key (a few fields, for the sampling decision) and appends to a bounded buffer; the
+value encoding and the writes happen in the logger's thread. A full buffer drops the record and counts it; a
+failing sink is retried with exponential backoff (the same batch, the same record ids) while new records
+queue up behind it, then drop once the buffer is full. Nothing in here raises into a fetch.
+
+Each logger publishes a schema once (a SCHEMA_PUBLISH_EVENT record, written in the same batch just before the
+first record with that schema hash).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from feature_assets.model import Join
+from feature_assets.online.batch_encoding import ds_of_millis
+from feature_assets.online.logging.codec import JoinCodec
+from feature_assets.online.logging.sampling import is_sampled
+from feature_assets.online.logging.sinks.base import LogRecord, LogSink
+
+SCHEMA_PUBLISH_EVENT = "SCHEMA_PUBLISH_EVENT"
+DEFAULT_BUFFER_SIZE = 10_000
+DEFAULT_BATCH_SIZE = 1000
+# Records wait up to this long to be written together: one insert per many fetches instead of one per fetch
+# keeps the log's load off the store that serves the fetches.
+# The writer shares the GIL with the fetches: it yields it every few records it encodes, so a fetch waits
+# well under Python's 5 ms switch interval for it.
+_YIELD_EVERY = 4
+DEFAULT_LINGER_SECONDS = 1.0
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class LogCounters:
+    """What happened to the logger's records so far (fetch responses, schema records apart)."""
+
+    logged: int = 0  # written by the sink
+    sampled_out: int = 0  # not logged: the key is outside the join's sample_percent
+    dropped: int = 0  # the buffer was full (or the logger closed before the sink took them)
+    failed: int = 0  # sink writes that raised (each retried)
+    unencodable: int = 0  # a key or value the join's Avro schema could not take
+    schemas_published: int = 0
+
+
+@dataclass
+class _Entry:
+    codec: JoinCodec
+    key_bytes: bytes
+    values: dict[str, Any]
+    ts_millis: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def schema_record(codec: JoinCodec, ts_millis: int) -> LogRecord:
+    return {
+        "name": SCHEMA_PUBLISH_EVENT,
+        "schema_hash": codec.schema_hash,
+        "key_base64": _b64(codec.schema_hash.encode("utf-8")),
+        "value_base64": _b64(codec.schema_json.encode("utf-8")),
+        "ts_millis": ts_millis,
+        "ds": ds_of_millis(ts_millis),
+    }
+
+
+class FetchLogger:
+    def __init__(
+        self,
+        sink: LogSink,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        linger_seconds: float = DEFAULT_LINGER_SECONDS,
+        retry_initial_seconds: float = 0.1,
+        retry_max_seconds: float = 10.0,
+    ):
+        if buffer_size < 1 or batch_size < 1:
+            raise ValueError(f"buffer_size and batch_size must be positive, got {buffer_size} and {batch_size}")
+        self.sink = sink
+        self.buffer_size = buffer_size
+        self.batch_size = batch_size
+        self.linger_seconds = linger_seconds
+        self._flushing = 0  # callers waiting in flush: the writer stops lingering
+        self.retry_initial_seconds = retry_initial_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self._counters = LogCounters()
+        self._buffer: deque[_Entry] = deque()
+        self._in_flight = 0
+        self._published: set[str] = set()
+        self._condition = threading.Condition()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------ fetch side
+    def log_join(
+        self,
+        join: Join,
+        codec: JoinCodec,
+        requests: Sequence[Any],
+        values: Sequence[Mapping[str, Any] | None],
+        ts_millis: int,
+    ) -> None:
+        """Queue the served values of a join fetch's requests (None values: an invalid request, not logged)."""
+        entries = []
+        sampled_out = unencodable = 0
+        for request, served in zip(requests, values):
+            if served is None or not isinstance(request, Mapping):
+                continue
+            try:
+                key_bytes = codec.encode_key(request)
+            except Exception:  # noqa: BLE001 - a key the schema cannot take is counted, never raised
+                unencodable += 1
+                continue
+            if not is_sampled(key_bytes, join.sample_percent):
+                sampled_out += 1
+                continue
+            entries.append(_Entry(codec, key_bytes, dict(served), ts_millis))
+        with self._condition:
+            self._counters.sampled_out += sampled_out
+            self._counters.unencodable += unencodable
+            if not entries:
+                return
+            was_empty = not self._buffer
+            room = 0 if self._closed.is_set() else max(self.buffer_size - len(self._buffer), 0)
+            self._buffer.extend(entries[:room])
+            self._counters.dropped += max(len(entries) - room, 0)
+            # wake the writer only to start a batch or to end its wait early (not once per fetch)
+            if was_empty or len(self._buffer) >= self.batch_size:
+                self._condition.notify()
+        if self._thread is None:
+            self._start()
+
+    def count_unencodable(self, n: int = 1) -> None:
+        with self._condition:
+            self._counters.unencodable += n
+
+    # ------------------------------------------------------------------------ control
+    def counters(self) -> dict[str, int]:
+        with self._condition:
+            return asdict(self._counters)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued record is written (True) or `timeout` seconds pass (False)."""
+        with self._condition:
+            self._flushing += 1
+            self._condition.notify_all()
+            try:
+                return self._condition.wait_for(lambda: not self._buffer and not self._in_flight, timeout)
+            finally:
+                self._flushing -= 1
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Flush for up to `timeout` seconds, then stop the thread; records still queued are dropped (counted)."""
+        flushed = self.flush(timeout)
+        self._closed.set()
+        with self._condition:
+            self._condition.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        with self._condition:
+            self._counters.dropped += len(self._buffer)
+            self._buffer.clear()
+        try:
+            self.sink.close()
+        except Exception as error:  # noqa: BLE001 - closing must not fail the caller
+            _log.warning("fetch log sink %r did not close: %s", self.sink, error)
+        return flushed
+
+    def __repr__(self) -> str:
+        return f"FetchLogger({self.sink!r}, {self.counters()})"
+
+    # ------------------------------------------------------------------------ writer thread
+    def _start(self) -> None:
+        with self._condition:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="fetch-logger", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                self._condition.wait_for(lambda: self._buffer or self._closed.is_set())
+                if self.linger_seconds > 0:
+                    self._condition.wait_for(
+                        lambda: len(self._buffer) >= self.batch_size or self._flushing or self._closed.is_set(),
+                        self.linger_seconds,
+                    )
+                if self._closed.is_set():
+                    return
+                batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+                self._in_flight = len(batch)
+            try:
+                self._write(batch)
+            finally:
+                with self._condition:
+                    self._in_flight = 0
+                    self._condition.notify_all()
+
+    def _write(self, batch: list[_Entry]) -> None:
+        records: list[LogRecord] = []
+        new_schemas, unencodable = 0, 0
+        for index, entry in enumerate(batch):
+            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+                time.sleep(0)
+            codec = entry.codec
+            try:
+                value_bytes = codec.encode_value(entry.values)
+            except Exception:  # noqa: BLE001
+                unencodable += 1
+                continue
+            if codec.schema_hash not in self._published:
+                records.append(schema_record(codec, entry.ts_millis))
+                self._published.add(codec.schema_hash)
+                new_schemas += 1
+            records.append(
+                {
+                    "name": codec.join_name,
+                    "schema_hash": codec.schema_hash,
+                    "key_base64": _b64(entry.key_bytes),
+                    "value_base64": _b64(value_bytes),
+                    "ts_millis": entry.ts_millis,
+                    "ds": ds_of_millis(entry.ts_millis),
+                }
+            )
+        ids = [uuid.uuid4().hex for _ in records]
+        written = self._write_with_retries(records, ids) if records else True
+        with self._condition:
+            self._counters.unencodable += unencodable
+            if written:
+                self._counters.logged += len(records) - new_schemas
+                self._counters.schemas_published += new_schemas
+            else:
+                self._counters.dropped += len(records) - new_schemas
+                self._published.difference_update(
+                    r["schema_hash"] for r in records if r["name"] == SCHEMA_PUBLISH_EVENT
+                )
+
+    def _write_with_retries(self, records: list[LogRecord], ids: list[str]) -> bool:
+        """Write until the sink takes the batch (True) or the logger closes (False)."""
+        delay = self.retry_initial_seconds
+        while True:
+            try:
+                self.sink.write(records, ids)
+                return True
+            except Exception as error:  # noqa: BLE001 - any sink failure is retried
+                with self._condition:
+                    self._counters.failed += 1
+                _log.warning("fetch log sink %r failed (retrying in %.1fs): %s", self.sink, delay, error)
+            if self._closed.wait(delay):
+                return False
+            delay = min(delay * 2, self.retry_max_seconds)
