@@ -32,6 +32,8 @@ from feature_assets.definitions.graph import (
 from feature_assets.definitions.log_assets import build_log_asset, log_jobs
 from feature_assets.definitions.online_assets import online_assets
 from feature_assets.definitions.streaming_assets import streaming_assets, streaming_sensors
+from feature_assets.model.configs import GroupBy
+from feature_assets.model.logs import is_schema_group_by
 from feature_assets.naming import clean_name, qualified
 from feature_assets.resources import WarehouseResource, resources_for_environment
 from feature_assets.storage import PARTITION_COLUMN, default_root
@@ -180,15 +182,26 @@ def online_jobs(online: list) -> list:
     return jobs
 
 
+def is_log_side(node: Node) -> bool:
+    """The raw log table, a join's flattened log, and the schema group-by over the raw log: tables of fetches,
+    which happen now, so their daily partitions run through today (see `build_definitions`)."""
+    if node.kind in (LOG_TABLE, LOGGED):
+        return True
+    return node.kind == GROUP_BY and isinstance(node.config, GroupBy) and is_schema_group_by(node.config)
+
+
 def backfill_jobs(graph: dict[str, Node]) -> list:
     """One job per group-by, join and staging query: its table and everything upstream of it."""
     kinds = {GROUP_BY: "group_by", JOIN: "join", STAGING_QUERY: "staging_query"}
-    # The log dump reads the live log store: a backfill reads the log table as it is, like a source.
+    # The log dump reads the live log store: a backfill reads the log table as it is, like a source. The other
+    # log-side tables have their own partitions (through today): a feature backfill reads them as they are too.
     log_dumps = AssetSelection.assets(*[asset_key(n.table) for n in graph.values() if n.kind == LOG_TABLE])
+    log_side = AssetSelection.assets(*[asset_key(n.table) for n in graph.values() if is_log_side(n)])
     return [
         define_asset_job(
             job_name(kinds[node.kind], node.name),
-            selection=AssetSelection.assets(asset_key(node.table)).upstream() - log_dumps,
+            selection=AssetSelection.assets(asset_key(node.table)).upstream()
+            - (log_dumps if is_log_side(node) else log_side),
             description=f"Backfill {node.table} and everything it needs",
         )
         for node in graph.values()
@@ -211,10 +224,15 @@ def build_definitions(repo: str | Path, start_date: str | None = None, resources
     start = resolve_start_date(repo, graph, _warehouse_root(resources), start_date)
     partitions_def = _daily_partitions(repo, start)
     with_online = resources is None or "mongo" in resources
+    # Fetches are logged now: the log-side tables' days run through today (today's partial day can be dumped,
+    # and dumped again later), whatever the repo's end_date.
+    log_partitions_def = DailyPartitionsDefinition(start_date=start.ds, timezone="UTC", end_offset=1)
     assets = [
-        build_log_asset(node, _Partitioning(partitions_def, start.note), with_online)
+        build_log_asset(node, _Partitioning(log_partitions_def, start.note), with_online)
         if node.kind in (LOG_TABLE, LOGGED)
-        else build_asset(node, partitions_def, snapshot_table_name, start.note)
+        else build_asset(
+            node, log_partitions_def if is_log_side(node) else partitions_def, snapshot_table_name, start.note
+        )
         for node in graph.values()
     ]
     online = online_assets(compiled, partitions_def) if with_online else []

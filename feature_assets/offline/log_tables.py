@@ -27,7 +27,7 @@ from typing import Any
 import fastavro
 import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -371,8 +371,21 @@ def flatten_log(
         by_reason[reason] = by_reason.get(reason, 0) + count
         by_day[ds] = by_day.get(ds, 0) + count
     frame = decoded.where(F.col(UNDECODABLE_COLUMN).isNull()).drop(UNDECODABLE_COLUMN)
+    frame = _latest_per_row_id(frame, join, [name for name, _ in columns])
     hashes_used = [s.schema_hash for s in versions]
     return FlattenedLog(frame, columns, hashes_used, by_reason, by_day, decoded)
+
+
+def _latest_per_row_id(frame: DataFrame, join: Join, fields: list[str]) -> DataFrame:
+    """One row per row id and day: a request id fetched twice keeps its latest logged values (the table feeds
+    bootstrap, which matches left rows by row id and refuses duplicates). Ties in time keep the greatest hash,
+    so a refill gives the same row."""
+    row_ids = [r for r in join.row_ids if r in fields]
+    if not row_ids or len(row_ids) != len(join.row_ids):
+        return frame
+    order = Window.partitionBy(*row_ids, PARTITION_COLUMN).orderBy(F.col("ts").desc(), F.col(SCHEMA_HASH_COLUMN).desc())
+    latest = frame.withColumn("_rank", F.row_number().over(order))
+    return latest.where(F.col("_rank") == 1).drop("_rank")
 
 
 class _Decoder:

@@ -13,6 +13,15 @@ from support.paths import QUICKSTART, SNAPSHOTS
 SNAPSHOT = SNAPSHOTS / "quickstart_asset_graph.json"
 
 
+def partitions_end(partitions_def) -> str | None:
+    """The last partition, or "today" for partitions that run through the current day (the log-side tables)."""
+    if partitions_def is None:
+        return None
+    if getattr(partitions_def, "end_offset", 0) == 1 and partitions_def.end is None:
+        return "today"
+    return partitions_def.get_last_partition_key()
+
+
 def graph_snapshot(defs) -> dict:
     graph = defs.resolve_asset_graph()
     snapshot = {}
@@ -23,7 +32,7 @@ def graph_snapshot(defs) -> dict:
             "kinds": sorted(node.kinds),
             "partitions": type(node.partitions_def).__name__ if node.partitions_def else None,
             "partitions_start": node.partitions_def.start.strftime("%Y-%m-%d") if node.partitions_def else None,
-            "partitions_end": node.partitions_def.get_last_partition_key() if node.partitions_def else None,
+            "partitions_end": partitions_end(node.partitions_def),
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "checks": sorted(c.name for c in node.check_keys),
         }
@@ -48,6 +57,21 @@ def test_quickstart_partitions_end_where_its_data_ends():
     assert repo_settings(QUICKSTART)["end_date"] == END_DS == "2023-12-01"
     keys = partitions_for(QUICKSTART).get_partition_keys()
     assert (keys[0], keys[-1], len(keys)) == (START_DS, END_DS, 31)
+
+
+def test_log_side_tables_are_partitioned_through_today():
+    """Fetches are logged now: the raw log table, the schema group-by and `_logged` run through today whatever the
+    repo's end_date, and feature backfills read them as they are (their jobs do not include them)."""
+    import datetime as dt
+
+    from feature_assets.definitions import build_definitions, job_name
+
+    defs = build_definitions(QUICKSTART)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    for job in ("dump_fetch_log", "flatten_fetch_logs", job_name("group_by", "quickstart.schema.v1")):
+        assert defs.resolve_job_def(job).partitions_def.get_last_partition_key() == today, job
+    join_job = defs.resolve_job_def(job_name("join", "quickstart.training_set.v2"))
+    assert join_job.partitions_def.get_last_partition_key() == "2023-12-01"
 
 
 def test_each_join_has_its_own_group_of_steps():

@@ -131,6 +131,10 @@ class LogCase:
                     "ds": ds,
                     ABSENT_FIELDS_COLUMN: absent,
                 }
+            # The last request fetched again later that day: the flattened table keeps the later values.
+            value = {name: random_value(rng, avro_type) for name, avro_type in values}
+            self.add(ds, ts + 1, JOIN_NAME, schema_hash, avro_b64(key_schema, key), avro_b64(value_schema, value))
+            self.expected[request_id] = {**self.expected[request_id], **value, "ts": ts + 1}
             # Garbage: value bytes cut short, and a hash that no schema record published.
             self.add(
                 ds, start + 5, JOIN_NAME, self.versions[day_index][0], self.records[-1]["key_base64"], _b64("\x02")
