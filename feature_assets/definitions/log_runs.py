@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from dagster import AssetKey, DagsterInstance, Definitions
 
-from feature_assets.definitions.online_runs import Materialized, OnlineRun
+from feature_assets.definitions.online_runs import OnlineRun, run_of
 from feature_assets.definitions.runs import RANGE_END_TAG, RANGE_START_TAG, default_instance, run_failures
 
 
@@ -32,13 +32,7 @@ def materialize_logs(
         raise_on_error=False,
         run_id=run_id,
     )
-    run = OnlineRun(result.run_id, result.success)
-    for event in result.get_asset_materialization_events():
-        materialization = event.materialization
-        values = {name: entry.value for name, entry in materialization.metadata.items()}
-        run.materialized.append(
-            Materialized(materialization.asset_key.to_user_string(), materialization.partition, values)
-        )
+    run = run_of(result)
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
             run.errors.append(f"check {evaluation.check_name} of {evaluation.asset_key.to_user_string()} did not pass")

@@ -84,6 +84,15 @@ def materialize_online(
         raise_on_error=False,
         run_id=run_id,
     )
+    run = run_of(result)
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_FAILURE and event.step_failure_data is not None:
+            run.errors.append(_cause(event.step_failure_data.error, event.step_failure_data.user_failure_data))
+    return run
+
+
+def run_of(result: Any) -> OnlineRun:
+    """An in-process run's id, success and what it materialized (per asset and partition, with metadata)."""
     run = OnlineRun(result.run_id, result.success)
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
@@ -91,9 +100,6 @@ def materialize_online(
         run.materialized.append(
             Materialized(materialization.asset_key.to_user_string(), materialization.partition, values)
         )
-    for event in result.all_events:
-        if event.event_type == DagsterEventType.STEP_FAILURE and event.step_failure_data is not None:
-            run.errors.append(_cause(event.step_failure_data.error, event.step_failure_data.user_failure_data))
     return run
 
 
