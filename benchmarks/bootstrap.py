@@ -35,19 +35,17 @@ TARGETS = {PARTIAL: 1.0, FULL: 0.33}
 
 def run(warehouse, config: dict, out_table: str) -> dict:
     """The join as the asset graph runs it: the bootstrap table, then each join part, then the output."""
-    from feature_assets.offline.bootstrap import coverage_flags, with_bootstrap_values
-    from feature_assets.offline.join import assemble_join, compute_needed_join_part, read_left, without_covered_parts
+    from feature_assets.offline.bootstrap import with_bootstrap_values, write_bootstrap_table
+    from feature_assets.offline.join import assemble_join, read_left, without_covered_parts, write_join_part
 
     join = Join.from_json(config)
     left = read_left(warehouse, join, START, END)
-    flagged, _ = coverage_flags(warehouse, join, left, START, END)
-    warehouse.write_partitions(flagged, out_table + "_bootstrap", START, END)
+    write_bootstrap_table(warehouse, join, left, out_table + "_bootstrap", START, END)
     flagged = warehouse.read(out_table + "_bootstrap", START, END)
     parts, computed = [], {}
     for part in join.join_parts:
         name = part.group_by.name.split(".")[1]
-        frame, stats = compute_needed_join_part(warehouse, join, part, flagged, START, END, read_snapshot=None)
-        warehouse.write_partitions(frame, f"{out_table}_{name}", START, END)
+        stats = write_join_part(warehouse, join, part, flagged, f"{out_table}_{name}", START, END, read_snapshot=None)
         parts.append((part, warehouse.read(f"{out_table}_{name}", START, END)))
         computed[name] = stats["rows_computed"]
     enriched = with_bootstrap_values(warehouse, join, flagged, START, END)

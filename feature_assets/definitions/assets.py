@@ -32,10 +32,10 @@ from pyspark.sql import functions as F
 from feature_assets.checks import schemas
 from feature_assets.definitions.columns import definition_columns, describe_columns
 from feature_assets.definitions.graph import BOOTSTRAP, GROUP_BY, JOIN, JOIN_PART, SOURCE, STAGING_QUERY, Edge, Node
-from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, StagingQuery
-from feature_assets.offline.bootstrap import coverage_flags, with_bootstrap_values
+from feature_assets.model.configs import GroupBy, Join, StagingQuery
+from feature_assets.offline.bootstrap import with_bootstrap_values, write_bootstrap_table
 from feature_assets.offline.group_by import snapshot_backfill
-from feature_assets.offline.join import assemble_join, compute_needed_join_part, read_left, without_covered_parts
+from feature_assets.offline.join import assemble_join, read_left, without_covered_parts, write_join_part
 from feature_assets.offline.staging_query import run_staging_query
 from feature_assets.resources.spark import SparkResource
 from feature_assets.resources.warehouse import WarehouseResource
@@ -294,16 +294,7 @@ def _bootstrap_asset(node: Node, partitioning: _Partitioning, _):
         start, end = _range(context)
         store = warehouse.get(spark.get_session())
         left = read_left(store, join, start, end)
-        enriched, info = coverage_flags(store, join, left, start, end)
-        store.write_partitions(enriched, node.table, start, end)
-        written = store.read(node.table, start, end)
-        coverage = (
-            written.select(
-                *[F.sum(F.col(c).cast("long")).alias(c) for c in written.columns if c.startswith(COVERED_PREFIX)]
-            ).first()
-            if sources
-            else None
-        )
+        info = write_bootstrap_table(store, join, left, node.table, start, end)
         return written_result(
             store,
             node,
@@ -314,7 +305,7 @@ def _bootstrap_asset(node: Node, partitioning: _Partitioning, _):
             {
                 "bootstrap_priority": [s.table for s in sources],
                 "columns_by_source": MetadataValue.json(info["provided_by"]),
-                "covered_rows_by_part": MetadataValue.json(coverage.asDict() if coverage else {}),
+                "covered_rows_by_part": MetadataValue.json(info["covered_rows_by_part"]),
             },
         )
 
@@ -346,8 +337,7 @@ def _join_part_asset(node: Node, partitioning: _Partitioning, snapshot_table_of:
         def read_daily_table(group_by: GroupBy, first: str, last: str) -> DataFrame:
             return store.read(snapshot_table_of(group_by), first, last)
 
-        frame, stats = compute_needed_join_part(store, join, part, enriched, start, end, read_daily_table)
-        store.write_partitions(frame, node.table, start, end)
+        stats = write_join_part(store, join, part, enriched, node.table, start, end, read_daily_table)
         return written_result(
             store,
             node,

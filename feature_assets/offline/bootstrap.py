@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from feature_assets.model.configs import BootstrapSource, Join, Query
 from feature_assets.model.logs import ABSENT_FIELDS_COLUMN
-from feature_assets.storage import TableNotFound, Warehouse
+from feature_assets.storage import TableNotFound, Warehouse, date_range
 
 MATCH_PREFIX = "_bootstrap_matched_"
 
@@ -62,14 +62,9 @@ def _read_source(
     return frame.select(*source.key_columns, "ds", *provided, *absent), provided
 
 
-def _check_unique(frame: DataFrame, source: BootstrapSource) -> None:
+def _duplicate_sample(frame: DataFrame, source: BootstrapSource) -> list[dict]:
     duplicates = frame.groupBy(*source.key_columns, "ds").count().where(F.col("count") > 1).limit(5).collect()
-    if duplicates:
-        sample = [{k: row[k] for k in (*source.key_columns, "ds")} for row in duplicates]
-        raise DuplicateBootstrapRows(
-            f"bootstrap table {source.table!r} has several rows for the same row ids {list(source.key_columns)} "
-            f"in one ds, e.g. {sample}"
-        )
+    return [{k: row[k] for k in (*source.key_columns, "ds")} for row in duplicates]
 
 
 def coverage_flags(
@@ -89,7 +84,6 @@ def coverage_flags(
         provided_by[source.label] = provided
         if frame is None:
             continue
-        _check_unique(frame, source)
         if not provided:  # matching it would decide nothing
             continue
         tag = f"{source.priority}"
@@ -100,7 +94,7 @@ def coverage_flags(
             F.lit(True).alias(match),
             *([F.col(ABSENT_FIELDS_COLUMN).alias(absent)] if absent else []),
         )
-        flagged = flagged.join(matched, _match_condition(source, tag), "left").drop(
+        flagged = matched.join(flagged, _match_condition(source, tag), "right").drop(
             *[f"__b{tag}_{k}" for k in (*source.key_columns, "ds")]
         )
         for column in provided:
@@ -117,6 +111,38 @@ def coverage_flags(
     return flagged.select(*left.columns, *flags), {"provided_by": provided_by}
 
 
+def write_bootstrap_table(
+    warehouse: Warehouse, join: Join, left: DataFrame, table: str, start_ds: str, end_ds: str
+) -> dict:
+    """Write the bootstrap table (left rows and coverage flags) for [start_ds, end_ds] and check it.
+
+    Bootstrap rows are matched to left rows without first checking that their row ids are unique (a
+    separate pass over every source); a duplicate instead shows as more rows written than the left has,
+    in which case the written days are removed and the duplicates named. Returns, for metadata, what
+    each source provides and the covered rows per part.
+    """
+    flagged, info = coverage_flags(warehouse, join, left, start_ds, end_ds)
+    warehouse.write_partitions(flagged, table, start_ds, end_ds)
+    flags = [join.coverage_column(part) for part in join.join_parts]
+    written = warehouse.read(table, start_ds, end_ds)
+    totals = written.select(F.count(F.lit(1)).alias("rows"), *[F.sum(F.col(c).cast("long")).alias(c) for c in flags])
+    row = totals.first()
+    assert row is not None
+    if row["rows"] != left.count():
+        warehouse.drop_partitions(table, date_range(start_ds, end_ds))
+        for source in join.bootstrap_sources:
+            frame, _ = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
+            sample = _duplicate_sample(frame, source) if frame is not None else []
+            if sample:
+                raise DuplicateBootstrapRows(
+                    f"bootstrap table {source.table!r} has several rows for the same row ids "
+                    f"{list(source.key_columns)} in one ds, e.g. {sample}"
+                )
+        raise RuntimeError(f"bootstrap table {table}: {row['rows']} rows written for {left.count()} left rows")
+    info["covered_rows_by_part"] = {c: int(row[c] or 0) for c in flags} if join.bootstrap_sources else {}
+    return info
+
+
 def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, start_ds: str, end_ds: str) -> DataFrame:
     """`frame` (left rows, with or without coverage flags) plus the bootstrap value of every provided join
     column: the first non-null value by priority (null where no matching part has one)."""
@@ -131,7 +157,7 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
             *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
             *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
         )
-        enriched = enriched.join(renamed, _match_condition(source, tag), "left")
+        enriched = renamed.join(enriched, _match_condition(source, tag), "right")
         for column in provided:
             per_column.setdefault(column, []).append(f"__b{tag}__{column}")
     if not per_column:

@@ -237,6 +237,26 @@ def compute_needed_join_part(
     return union_by_name(frames), stats
 
 
+def write_join_part(
+    warehouse: Warehouse,
+    join: Join,
+    part: JoinPart,
+    flagged: DataFrame,
+    table: str,
+    start_ds: str,
+    end_ds: str,
+    read_snapshot: SnapshotReader | None,
+) -> dict:
+    """Compute the part for the rows bootstrap does not cover and write its table; returns the counts of
+    `compute_needed_join_part`. A part with nothing to compute gets empty partitions without a Spark job."""
+    frame, stats = compute_needed_join_part(warehouse, join, part, flagged, start_ds, end_ds, read_snapshot)
+    if stats["rows_computed"] == 0:
+        warehouse.write_empty_partitions(table, frame.schema, start_ds, end_ds)
+    else:
+        warehouse.write_partitions(frame, table, start_ds, end_ds)
+    return stats
+
+
 def _consecutive_runs(days: list[str]) -> list[tuple[str, str]]:
     runs: list[tuple[str, str]] = []
     for day in days:

@@ -156,6 +156,13 @@ class Warehouse:
             data_schema = StructType([f for f in frame.schema.fields if f.name != PARTITION_COLUMN])
             self._write_empty_partitions(table, data_schema, empty_days)
 
+    def write_empty_partitions(self, table: str, schema: StructType, start_ds: str, end_ds: str) -> None:
+        """Replace the partitions [start_ds, end_ds] of `table` with empty ones of `schema` (no `ds` field):
+        what `write_partitions` does for a frame known to have no rows, without running its plan."""
+        days = date_range(start_ds, end_ds)
+        self.drop_partitions(table, days)
+        self._write_empty_partitions(table, StructType([f for f in schema.fields if f.name != PARTITION_COLUMN]), days)
+
     def _write_empty_partitions(self, table: str, schema: StructType, days: list[str]) -> None:
         """One Spark write of an empty file with the schema, then a file-system copy per empty day."""
         template = f"{self.table_path(table)}/_empty_template"

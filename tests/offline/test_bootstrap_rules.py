@@ -118,15 +118,18 @@ def values(n: int, seed: int, nulls: float = 0.0) -> pd.array:
 
 def run_join(store, join, start=START, end=END):
     """As the asset graph runs it: coverage flags, the parts bootstrap does not cover, then values and output."""
-    from feature_assets.offline.bootstrap import coverage_flags, with_bootstrap_values
-    from feature_assets.offline.join import assemble_join, compute_needed_join_part, read_left
+    from feature_assets.offline.bootstrap import with_bootstrap_values, write_bootstrap_table
+    from feature_assets.offline.join import assemble_join, read_left, write_join_part
 
     left = read_left(store, join, start, end)
-    flagged, info = coverage_flags(store, join, left, start, end)
+    table = "default." + join.name.replace(".", "_") + "_bootstrap"
+    info = write_bootstrap_table(store, join, left, table, start, end)
+    flagged = store.read(table, start, end)
     parts, stats = [], []
     for part in join.join_parts:
-        frame, stat = compute_needed_join_part(store, join, part, flagged, start, end, read_snapshot=None)
-        parts.append((part, None if stat["rows_computed"] == 0 else frame))
+        part_table = f"{table}_part_{len(parts)}"
+        stat = write_join_part(store, join, part, flagged, part_table, start, end, read_snapshot=None)
+        parts.append((part, None if stat["rows_computed"] == 0 else store.read(part_table, start, end)))
         stats.append(stat)
     enriched = with_bootstrap_values(store, join, flagged, start, end)
     return assemble_join(join, enriched, parts).toPandas(), stats, info
