@@ -23,7 +23,7 @@ PACKAGE_DIR = ROOT / PACKAGE
 # The layer order, lowest first: a module may import its own layer or a lower one, never a higher one.
 # Keys are the first component under feature_assets (a subpackage or a top-level module).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("naming", "aggregation", "sql")),
+    ("base", ("naming", "aggregation", "sql", "statistics")),
     ("model", ("model",)),
     ("authoring", ("api", "compiler")),
     ("storage", ("storage",)),
