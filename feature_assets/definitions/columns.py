@@ -259,5 +259,4 @@ def _bootstrap_docs(join: Join | None) -> Docs:
             f"true when bootstrap ({tables}) provides every feature of group-by {part.group_by.name} for the row, "
             "which then skips that join part"
         )
-    docs.update({c: f"{text}; here the bootstrap value" for c, text in _features_of_join(join).items()})
     return docs

@@ -134,7 +134,7 @@ class _GraphBuilder:
         self.source_reads.append((left_table, join.name, join.left))
         if isinstance(join.left, JoinSource):
             self.add_join(join.left.join)
-        bootstrap_table = self._add_bootstrap(join, left_table)
+        bootstrap_table, bootstrap_edges = self._add_bootstrap(join, left_table)
         part_edges = []
         for part in join.join_parts:
             part_table = join.part_table(part)
@@ -150,12 +150,17 @@ class _GraphBuilder:
             join.team,
             join,
             join,
-            upstream=[Edge(bootstrap_table, 0, 0, "left rows with bootstrap values")] + part_edges,
+            # The bootstrap values are read where the output is assembled: the bootstrap table holds only the
+            # left rows and coverage flags.
+            upstream=[Edge(bootstrap_table, 0, 0, "left rows and coverage flags")]
+            + [Edge(e.table, 0, 0, e.description.replace("priority", "values, priority")) for e in bootstrap_edges]
+            + part_edges,
         )
         return table
 
-    def _add_bootstrap(self, join: Join, left_table: str) -> str:
-        """The bootstrap step: left rows enriched by bootstrap tables, in priority order (the log lowest)."""
+    def _add_bootstrap(self, join: Join, left_table: str) -> tuple[str, list[Edge]]:
+        """The bootstrap step: the left rows flagged by what the bootstrap tables cover, in priority order (the
+        log lowest). Returns the step's table and its edges from the bootstrap tables."""
         sources = join.bootstrap_sources
         edges = [
             Edge(
@@ -175,7 +180,7 @@ class _GraphBuilder:
             upstream=[Edge(left_table, 0, 0, "left rows")] + edges,
         )
         self.source_reads += [(qualified(s.table), join.name, "log" if s.is_log else "bootstrap") for s in sources]
-        return join.bootstrap_table
+        return join.bootstrap_table, edges
 
     def _part_inputs(self, join: Join, part: JoinPart) -> list[Edge]:
         """What a join part reads besides the left rows: a daily table, entity mutations or raw events."""
