@@ -38,6 +38,9 @@ from feature_assets.model.logs import (
     SCHEMA_HASH_COLUMN,
     SCHEMA_VALUE_COLUMN,
 )
+from feature_assets.offline.group_by import read_group_by_sources
+from feature_assets.offline.specs import output_type
+from feature_assets.online.logging.sinks.mongo import BUNDLE_FIELD, bundle_records
 from feature_assets.storage import PARTITION_COLUMN, TableNotFound, Warehouse, date_range
 
 LOG_TABLE_SCHEMA = T.StructType(
@@ -74,10 +77,15 @@ class MalformedLogRecord(ValueError):
 
 
 def mongo_log_records(database: Any, collection: str, start_ds: str, end_ds: str) -> list[dict]:
-    """The records of [start_ds, end_ds] in a MongoDB collection (a pymongo `Database`)."""
-    projection = {name: 1 for name in RAW_LOG_COLUMNS}
+    """The records of [start_ds, end_ds] in a MongoDB collection (a pymongo `Database`): the online logger's
+    bundle documents (one day each) unpacked, and documents of one record each; every record with its `_id`."""
+    projection = {name: 1 for name in (*RAW_LOG_COLUMNS, BUNDLE_FIELD)}
     query = {PARTITION_COLUMN: {"$gte": start_ds, "$lte": end_ds}}
-    return list(database[collection].find(query, projection))
+    return [
+        {name: record.get(name) for name in ("_id", *RAW_LOG_COLUMNS) if name in record}
+        for document in database[collection].find(query, projection)
+        for record in bundle_records(document)
+    ]
 
 
 def kafka_log_records(consumer_config: Mapping[str, Any], topic: str, start_ds: str, end_ds: str) -> list[dict]:
@@ -372,8 +380,44 @@ def flatten_log(
         by_day[ds] = by_day.get(ds, 0) + count
     frame = decoded.where(F.col(UNDECODABLE_COLUMN).isNull()).drop(UNDECODABLE_COLUMN)
     frame = _latest_per_row_id(frame, join, [name for name, _ in columns])
+    retyped = _map_key_types(warehouse, join, columns, end_ds)
+    if retyped:
+        frame = frame.select(*[F.col(c).cast(retyped[c]).alias(c) if c in retyped else F.col(c) for c in frame.columns])
+        columns = [(name, retyped[name].simpleString() if name in retyped else t) for name, t in columns]
     hashes_used = [s.schema_hash for s in versions]
     return FlattenedLog(frame, columns, hashes_used, by_reason, by_day, decoded)
+
+
+def _map_key_types(
+    warehouse: Warehouse, join: Join, columns: list[tuple[str, str]], end_ds: str
+) -> dict[str, T.DataType]:
+    """The join's type of each logged map column whose keys the join does not type as strings.
+
+    Avro map keys are strings, so a map<bigint,...> feature (a histogram of a long column) is logged as
+    map<string,...>; its keys are cast back, or bootstrap would mix two types in one column. The join's type
+    comes from the part's aggregation and its source's input column type (read for the schema only); a
+    column whose type cannot be told (a source table missing, a derivation) keeps the logged type.
+    """
+    logged_maps = {name: data_type for name, data_type in columns if data_type.startswith("map<string,")}
+    retyped: dict[str, T.DataType] = {}
+    for part in join.join_parts:
+        specs = [s for s in part.group_by.specs if part.feature_prefix + s.column_name in logged_maps]
+        if not specs or part.group_by.derivations:
+            continue
+        try:
+            sources = read_group_by_sources(warehouse, part.group_by, None, end_ds)
+        except TableNotFound:
+            continue
+        input_types = {f.name: f.dataType for f in sources.schema.fields}
+        for spec in specs:
+            if spec.input_column not in input_types:
+                continue
+            joined = output_type(spec, input_types[spec.input_column])
+            name = part.feature_prefix + spec.column_name
+            logged = T.MapType(T.StringType(), joined.valueType) if isinstance(joined, T.MapType) else None
+            if logged is not None and joined != logged and logged.simpleString() == logged_maps[name]:
+                retyped[name] = joined
+    return retyped
 
 
 def _latest_per_row_id(frame: DataFrame, join: Join, fields: list[str]) -> DataFrame:

@@ -20,12 +20,13 @@ from support.paths import PROJECT_ROOT
 from support.streaming import create_topic, read_topic
 
 from feature_assets.model import config_from_json
-from feature_assets.online.batch_encoding import end_of_day_millis
+from feature_assets.offline.log_tables import mongo_log_records
+from feature_assets.online.batch_encoding import ds_of_millis, end_of_day_millis
 from feature_assets.online.fetch.fetcher import Fetcher
 from feature_assets.online.logging import SCHEMA_PUBLISH_EVENT, FetchLogger, JoinCodec, MemorySink
 from feature_assets.online.logging.environment import logger_from_environment
 from feature_assets.online.logging.sinks.kafka import KafkaLogSink
-from feature_assets.online.logging.sinks.mongo import MongoLogSink
+from feature_assets.online.logging.sinks.mongo import MongoLogSink, bundle_records
 from feature_assets.online.store import InMemoryKVStore, MongoKVStore, upload_metadata
 
 DS = "2023-11-25"
@@ -399,11 +400,14 @@ def test_records_land_in_mongodb_with_exactly_the_record_fields(tmp_path):
         requests = [{"user_id": str(u), "request_id": f"r-{u}"} for u in range(1, 6)]
         served = fetcher.fetch_join(TRAINING_SET.name, requests, AT)
         assert logger.flush(10)
-        documents = list(store.db["fetch_log"].find().sort("ts_millis", 1))
+        bundles = list(store.db["fetch_log"].find())
+        assert len(bundles) == 1 and bundles[0]["count"] == 6 and bundles[0]["ds"] == ds_of_millis(AT)
+        documents = [record for bundle in bundles for record in bundle_records(bundle)]
         assert len(documents) == 6
         fields = {"_id", "name", "schema_hash", "key_base64", "value_base64", "ts_millis", "ds"}
         assert all(set(d) == fields for d in documents)
         assert len({d["_id"] for d in documents}) == 6
+        assert mongo_log_records(store.db, "fetch_log", bundles[0]["ds"], bundles[0]["ds"]) == documents
         ordered = sorted(documents, key=lambda d: d["name"] != SCHEMA_PUBLISH_EVENT)
         _, rows = decoded(ordered)
         assert sorted(r["key"]["request_id"] for r in rows) == [r["request_id"] for r in requests]
@@ -413,6 +417,64 @@ def test_records_land_in_mongodb_with_exactly_the_record_fields(tmp_path):
         logger.close()
         store.close()
     finally:
+        mongo.stop()
+
+
+def random_log_records(rng: np.random.Generator, n: int, days: list[str]) -> list[dict]:
+    """Records of a few days (skewed to the first), with duplicate timestamps and values of very mixed sizes."""
+    records = []
+    for _ in range(n):
+        day = days[min(int(rng.exponential(0.7)), len(days) - 1)]
+        records.append(
+            {
+                "name": str(rng.choice(["j.a", "j.b", SCHEMA_PUBLISH_EVENT])),
+                "schema_hash": f"h{rng.integers(3)}",
+                "key_base64": base64.b64encode(rng.bytes(int(rng.integers(0, 20)))).decode(),
+                "value_base64": base64.b64encode(rng.bytes(int(rng.integers(0, 3000)))).decode(),
+                "ts_millis": int(end_of_day_millis(day) - rng.integers(1, 4) * 1000),
+                "ds": day,
+            }
+        )
+    return records
+
+
+@pytest.mark.services
+def test_mongodb_bundles_give_every_record_once_per_day_also_after_retries(tmp_path):
+    from pymongo import MongoClient
+
+    from feature_assets.dev.services.local import start_mongo
+
+    rng = np.random.default_rng(7)
+    days = ["2023-11-24", "2023-11-25", "2023-11-26"]
+    mongo = start_mongo(tmp_path / "mongo", log_path=tmp_path / "mongo.log")
+    client = MongoClient(mongo.url)
+    try:
+        database = client["bundles_test"]
+        sink = MongoLogSink(database, max_bundle_bytes=20_000)  # small: batches split into several bundles
+        written: dict[str, dict] = {}
+        for batch_number in range(6):
+            records = random_log_records(rng, int(rng.integers(0, 120)), days)
+            ids = [f"b{batch_number}-{i}" for i in range(len(records))]
+            sink.write(records, ids)
+            if batch_number % 2 == 0 and records:
+                # a retry after a failure that left only some of the batch's bundles written
+                database["fetch_log"].delete_one({"ds": records[0]["ds"], "_id": {"$regex": f"^b{batch_number}-"}})
+                sink.write(records, ids)
+                sink.write(records, ids)
+            written.update({record_id: {"_id": record_id, **r} for record_id, r in zip(ids, records)})
+        # a record written by an earlier version, one document per record
+        legacy = {**random_log_records(rng, 1, days[1:2])[0], "_id": "legacy-0"}
+        database["fetch_log"].insert_one(dict(legacy))
+        written[legacy["_id"]] = legacy
+
+        assert "ds" in database["fetch_log"].index_information()
+        assert all(len(d["records"]) <= 20_000 for d in database["fetch_log"].find({"count": {"$gt": 1}}))
+        for start, end in [(days[0], days[0]), (days[1], days[2]), (days[0], days[2]), ("2023-11-27", "2023-11-30")]:
+            read = mongo_log_records(database, "fetch_log", start, end)
+            expected = sorted((r for r in written.values() if start <= r["ds"] <= end), key=lambda r: r["_id"])
+            assert sorted(read, key=lambda r: r["_id"]) == expected
+    finally:
+        client.close()
         mongo.stop()
 
 
