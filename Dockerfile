@@ -1,4 +1,4 @@
-# Image for the docker-compose services user_code, dagster_webserver and dagster_daemon.
+# Image of the docker-compose services user_code, dagster_webserver, dagster_daemon, fetch and the streaming consumers.
 # bookworm: Debian 13 (trixie, the newer default of python:3.11-slim) has no openjdk-17 package.
 FROM python:3.11-slim-bookworm
 

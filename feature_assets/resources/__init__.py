@@ -48,7 +48,8 @@ def resources_for_environment(env: str | None = None) -> dict[str, ConfigurableR
 
 
 def _spark_resource(env: str) -> SparkResource:
-    if env == "production":
+    # Locally the variable is optional (a cluster next to the laptop); in production it is required.
+    if env == "production" or os.environ.get("FEATURE_ASSETS_SPARK_MASTER"):
         return SparkResource(master=EnvVar("FEATURE_ASSETS_SPARK_MASTER"))
     return SparkResource(master="local[*]")
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.resources
 import os
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +35,14 @@ QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
 # A file for the driver JVM's console output (Spark's log, Python worker errors, the JVM's own notices)
 # instead of the terminal; the CLI points it at the run's log file so its output is its own lines.
 SPARK_LOG_ENV = "FEATURE_ASSETS_SPARK_LOG"
+# The Python that executors run. PySpark reads only the variable (spark-submit maps the setting to it), so
+# the resource does the same for sessions it starts with the setting in `conf`.
+PYTHON_SETTING = "spark.pyspark.python"
+PYTHON_ENV = "PYSPARK_PYTHON"
+# This package, zipped for the executors of a cluster: one file per content, so a changed package is a new
+# file (Spark refuses to re-add a path with other content) and an unchanged one is built once.
+PACKAGE = "feature_assets"
+PACKAGE_ZIP_DIR = Path(tempfile.gettempdir()) / "feature-assets-pyfiles"
 
 
 class SparkResource(ConfigurableResource):
@@ -43,6 +55,9 @@ class SparkResource(ConfigurableResource):
     master: str = "local[*]"
     app_name: str = "feature-assets"
     conf: dict[str, str] = {}
+    # On a cluster: ship this package to the executors (`SparkContext.addPyFile`), so workers need only its
+    # dependencies, and always run the driver's version of it.
+    ship_package: bool = True
 
     @property
     def is_local(self) -> bool:
@@ -68,14 +83,27 @@ class SparkResource(ConfigurableResource):
         active = SparkSession.getActiveSession()
         if active is not None:
             self._apply_runtime_settings(active)
-            return active
+            return self._with_package_shipped(active)
+        executor_python = self.spark_conf().get(PYTHON_SETTING)
+        if executor_python and not self.is_local:
+            os.environ[PYTHON_ENV] = executor_python
         log_file = os.environ.get(SPARK_LOG_ENV)
         if log_file:
             self._start_context_logging_to(Path(log_file))
         builder = SparkSession.builder.master(self.master).appName(self.app_name)
         for key, value in self.spark_conf().items():
             builder = builder.config(key, value)
-        return builder.getOrCreate()
+        return self._with_package_shipped(builder.getOrCreate())
+
+    def _with_package_shipped(self, session: SparkSession) -> SparkSession:
+        """On a cluster, the session with this package added to its executors' Python path (once)."""
+        if self.is_local or not self.ship_package:
+            return session
+        context = session.sparkContext
+        package_zip = package_archive()
+        if package_zip.name not in (context._python_includes or []):
+            context.addPyFile(str(package_zip))
+        return session
 
     def _start_context_logging_to(self, log_file: Path) -> None:
         """Start the driver JVM with its stdout and stderr appended to `log_file`; the session then reuses it.
@@ -100,3 +128,28 @@ class SparkResource(ConfigurableResource):
         for key, value in self.spark_conf().items():
             if session.conf.isModifiable(key) and session.conf.get(key, None) != value:
                 session.conf.set(key, value)
+
+
+def package_archive(package_root: Path | None = None, zip_dir: Path = PACKAGE_ZIP_DIR) -> Path:
+    """A zip of the package at `package_root` (default: this package, wherever it is installed; Python sources
+    and package data, no bytecode), named by its content; importable from the zip's root, as executors import
+    what `addPyFile` gives them."""
+    package_root = package_root or Path(str(importlib.resources.files(PACKAGE)))
+    files = sorted(
+        path
+        for path in package_root.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo")
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(package_root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    target = zip_dir / f"{package_root.name}-{digest.hexdigest()[:16]}.zip"
+    if not target.exists():
+        zip_dir.mkdir(parents=True, exist_ok=True)
+        # Written beside the target and renamed: a concurrent reader never sees half a zip.
+        with tempfile.NamedTemporaryFile(dir=zip_dir, suffix=".partial", delete=False) as partial:
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in files:
+                    archive.write(path, Path(package_root.name) / path.relative_to(package_root))
+        os.replace(partial.name, target)
+    return target
