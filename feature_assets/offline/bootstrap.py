@@ -28,6 +28,9 @@ from feature_assets.model.logs import ABSENT_FIELDS_COLUMN
 from feature_assets.storage import TableNotFound, Warehouse, date_range
 
 MATCH_PREFIX = "_bootstrap_matched_"
+# Left rows (keys, ts and coverage flags: some 100 bytes each) few enough to broadcast when the bootstrap
+# values are joined: the wide bootstrap rows then stream through without a shuffle.
+BROADCAST_LEFT_ROWS = 1_000_000
 
 
 class DuplicateBootstrapRows(ValueError):
@@ -146,9 +149,10 @@ def write_bootstrap_table(
 def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, start_ds: str, end_ds: str) -> DataFrame:
     """`frame` (left rows, with or without coverage flags) plus the bootstrap value of every provided join
     column: the first non-null value by priority (null where no matching part has one)."""
-    enriched = frame
     per_column: dict[str, list[str]] = {}
-    for source in join.bootstrap_sources:
+    sources = join.bootstrap_sources
+    enriched = F.broadcast(frame) if sources and frame.count() <= BROADCAST_LEFT_ROWS else frame
+    for source in sources:
         values, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
         if values is None or not provided:
             continue
@@ -164,7 +168,7 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
         return frame
     return enriched.select(
         *frame.columns,
-        *[F.coalesce(*[F.col(c) for c in sources]).alias(column) for column, sources in per_column.items()],
+        *[F.coalesce(*[F.col(c) for c in names]).alias(column) for column, names in per_column.items()],
     )
 
 
