@@ -20,13 +20,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import fastavro
 import pandas as pd
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -65,8 +66,13 @@ PRIMITIVE_TYPES = {
     "boolean": "boolean",
     "bytes": "binary",
 }
-KAFKA_POLL_SECONDS = 1.0
-KAFKA_IDLE_POLLS = 5  # empty polls before a partition short of its end offset is given up as drained
+KAFKA_POLL_SECONDS = 0.5
+# A partition is read to the end once the broker reports it drained (an end-of-partition event) at or past its
+# end offset of the read's start. If every partition reached that offset but a busy topic gives no such event,
+# the read stops this much later; and it fails when nothing at all arrives for KAFKA_STALL_SECONDS.
+KAFKA_SETTLE_SECONDS = 5.0
+KAFKA_STALL_SECONDS = 30.0
+MALFORMED_FIELD = "_malformed"  # the key `_log_row` reads
 
 
 # --------------------------------------------------------------------------- log dump
@@ -88,51 +94,92 @@ def mongo_log_records(database: Any, collection: str, start_ds: str, end_ds: str
     ]
 
 
+class KafkaLogReadError(RuntimeError):
+    """A Kafka topic could not be read to its end."""
+
+
 def kafka_log_records(consumer_config: Mapping[str, Any], topic: str, start_ds: str, end_ds: str) -> list[dict]:
-    """The records of [start_ds, end_ds] in a Kafka topic (JSON message values), read from its first offsets to
-    the end offsets of the moment; no consumer group offsets are committed."""
+    """The records of [start_ds, end_ds] in a Kafka topic (JSON message values, each with its message key as
+    `_id`), read from the first offsets to at least the end offsets of the moment; no offsets are committed.
+    Messages that are not records are returned too (with `_malformed`), whatever the days.
+
+    End offsets from a broker's offset listing can lag (tansu reports the first offset of the last produced
+    batch), so a partition counts as read only when the broker's fetch answer says nothing is left: the
+    end-of-partition event, at or past that end offset. Bounded in time: see KAFKA_SETTLE_SECONDS and
+    KAFKA_STALL_SECONDS (a stalled read raises KafkaLogReadError rather than return part of the topic).
+    """
     consumer = Consumer({**consumer_config, "enable.auto.commit": False, "enable.partition.eof": True})
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         if topic not in metadata.topics or metadata.topics[topic].error is not None:
             return []
-        ends: dict[int, int] = {}
-        assigned = []
-        for partition in metadata.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high > low:
-                ends[partition] = high
-                assigned.append(TopicPartition(topic, partition, low))
-        consumer.assign(assigned)
-        records = []
-        idle = 0
-        while ends and idle < KAFKA_IDLE_POLLS:
-            message = consumer.poll(KAFKA_POLL_SECONDS)
-            if message is None:
-                idle += 1
-                continue
-            idle = 0
-            partition, offset = message.partition() or 0, message.offset() or 0
-            if message.error() is None:
-                records.append(_kafka_record(message.value(), topic, partition, offset))
-            if offset + 1 >= ends.get(partition, 0):
-                ends.pop(partition, None)
-        return [r for r in records if r is not None and start_ds <= str(r.get(PARTITION_COLUMN)) <= end_ds]
+        targets = {
+            partition: consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            for partition in metadata.topics[topic].partitions
+        }
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in targets])
+        records = _read_to_end(consumer, topic, targets)
     finally:
         consumer.close()
+    return [r for r in records if MALFORMED_FIELD in r or not _has_day(r) or start_ds <= r[PARTITION_COLUMN] <= end_ds]
 
 
-def _kafka_record(value: bytes | None, topic: str, partition: int, offset: int) -> dict | None:
+def _read_to_end(consumer: Consumer, topic: str, targets: dict[int, int]) -> list[dict]:
+    records: list[dict] = []
+    pending = set(targets)  # partitions without an end-of-partition event at or past their target
+    reached = dict.fromkeys(targets, 0)  # the offset after the last message read, per partition
+    last_progress = time.monotonic()
+    settle_until: float | None = None
+    while pending:
+        message = consumer.poll(KAFKA_POLL_SECONDS)
+        now = time.monotonic()
+        error = message.error() if message is not None else None
+        if message is not None and (error is None or error.code() == KafkaError._PARTITION_EOF):
+            last_progress = now
+            partition, offset = message.partition() or 0, message.offset() or 0
+            if error is not None:
+                if offset >= targets.get(partition, 0):
+                    pending.discard(partition)
+            else:
+                records.append(_kafka_record(message.key(), message.value(), topic, partition, offset))
+                reached[partition] = max(reached[partition], offset + 1)
+        elif error is not None and error.fatal():
+            raise KafkaLogReadError(f"topic {topic!r}: {error.str()}")
+        elif now - last_progress > KAFKA_STALL_SECONDS:
+            behind = {p: f"{reached[p]}/{targets[p]}" for p in sorted(pending)}
+            raise KafkaLogReadError(
+                f"topic {topic!r}: nothing read for {KAFKA_STALL_SECONDS:.0f}s with partitions not read to their "
+                f"end (offset read/end offset: {behind})"
+            )
+        if all(reached[p] >= targets[p] for p in pending):
+            settle_until = settle_until if settle_until is not None else now + KAFKA_SETTLE_SECONDS
+            if now >= settle_until:
+                break
+    return records
+
+
+def _has_day(record: Mapping[str, Any]) -> bool:
+    return isinstance(record.get(PARTITION_COLUMN), str)
+
+
+def _kafka_record(key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int) -> dict:
+    """A message's record, with the message key (the logger's record id) as `_id`; a message that is not a JSON
+    object becomes a record with only `_malformed`, naming where it is."""
+    where = f"topic {topic!r} partition {partition} offset {offset}"
     try:
         record = json.loads(value or b"")
     except ValueError:
-        return {"_malformed": f"{topic}[{partition}]@{offset}: not JSON"}
-    return record if isinstance(record, dict) else {"_malformed": f"{topic}[{partition}]@{offset}: not an object"}
+        return {MALFORMED_FIELD: f"{where}: not JSON"}
+    if not isinstance(record, dict):
+        return {MALFORMED_FIELD: f"{where}: not a JSON object"}
+    if key is not None and record.get("_id") is None:
+        record["_id"] = key.decode("utf-8", errors="replace")
+    return record
 
 
 def _log_row(record: Mapping[str, Any]) -> tuple:
-    if "_malformed" in record:
-        raise MalformedLogRecord(record["_malformed"])
+    if MALFORMED_FIELD in record:
+        raise MalformedLogRecord(record[MALFORMED_FIELD])
     missing = [name for name in RAW_LOG_COLUMNS if record.get(name) is None]
     if missing:
         raise MalformedLogRecord(f"record {record.get('_id', '?')} lacks {missing}")
