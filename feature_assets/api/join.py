@@ -118,6 +118,9 @@ class Join:
         tags: dict | None = None,
         team: str | None = None,
         name: str | None = None,
+        stats_sample_percent: float | None = None,
+        drift_reference: str | dict | None = None,
+        drift_thresholds: dict | None = None,
         **kwargs,
     ):
         self.left = left
@@ -146,6 +149,12 @@ class Join:
         self.tags = dict(tags or {})
         self.team = team
         self.name = name
+        # Daily stats: the share of rows summarized (default 10), what a day is compared with ("previous_day"
+        # by default, "trailing_7_days", or {"start_ds": ..., "end_ds": ...}) and drift levels overriding the
+        # defaults, e.g. {"psi_warn": 0.2, "psi_fail": 0.4} (see statistics.DriftThresholds).
+        self.stats_sample_percent = stats_sample_percent
+        self.drift_reference = drift_reference
+        self.drift_thresholds = dict(drift_thresholds) if drift_thresholds is not None else None
         self.unknown_arguments = dict(kwargs)
         self._module_globals = creation_module_globals()
 

@@ -18,6 +18,7 @@ from feature_assets.cli.arguments import USAGE_ERROR, OneLineParser, UsageError
 from feature_assets.cli.logging import NEEDS_LOG_STORE, add_logging_commands
 from feature_assets.cli.offline import add_offline_commands
 from feature_assets.cli.online import NEEDS_MONGO, add_online_commands, end_quickly, run_with_services
+from feature_assets.cli.quality import add_quality_commands
 from feature_assets.cli.streaming import NEEDS_KAFKA, NEEDS_KAFKA_AND_MONGO, add_streaming_commands
 
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_online_commands(commands)
     add_streaming_commands(commands)
     add_logging_commands(commands)
+    add_quality_commands(commands)
     return parser
 
 

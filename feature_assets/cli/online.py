@@ -18,7 +18,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from feature_assets.cli.arguments import compiled_conf, ds
+from feature_assets.cli.arguments import UsageError, check_range, compiled_conf, ds
 
 MONGO_URI_ENV = "FEATURE_ASSETS_MONGO_URI"
 MONGO_DATABASE_ENV = "FEATURE_ASSETS_MONGO_DATABASE"
@@ -212,6 +212,64 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    if args.table:
+        if args.conf:
+            raise UsageError("give --conf (a group-by's upload) or --table (a stats upload table), not both")
+        return _load_table(args)
+    if not args.conf or not args.ds:
+        raise UsageError("give --conf and --ds (a group-by's upload partition), or --table (a stats upload table)")
+    if args.start_ds or args.end_ds:
+        raise UsageError("--start-ds/--end-ds go with --table; a group-by's load takes one --ds")
+    return _load_group_bys(args)
+
+
+def _load_table(args: argparse.Namespace) -> int:
+    """Put a stats upload table's days (all, --ds, or --start-ds..--end-ds) into the online store."""
+    from feature_assets.definitions.factory import LocalWarehouse, is_local_root
+    from feature_assets.definitions.runs import command_log_path, quiet_spark_loggers
+    from feature_assets.naming import qualified
+    from feature_assets.online.fetch.stats import NotAStatsUploadTable, dataset_of_upload_table, load_stats
+    from feature_assets.quality.stats_tables import upload_rows
+    from feature_assets.resources.spark import SPARK_LOG_ENV
+    from feature_assets.storage import default_root
+
+    table = qualified(args.table)
+    try:
+        dataset = dataset_of_upload_table(table)
+    except NotAStatsUploadTable as error:
+        raise UsageError(f"{error}; a group-by's upload table loads with --conf <group-by> --ds <day>") from None
+    if args.ds and (args.start_ds or args.end_ds):
+        raise UsageError("give --ds or --start-ds/--end-ds, not both")
+    start = args.ds or args.start_ds
+    end = args.ds or args.end_ds
+    if start and end:
+        check_range(start, end)
+    _use_warehouse(args)
+    root = args.warehouse or default_root()
+    if is_local_root(root):
+        days = LocalWarehouse(root).partitions(table)
+        if not days:
+            raise UsageError(f"no partition of {table} in {root}: run stats-summary (or log-summary) first")
+        wanted = [day for day in days if (not start or day >= start) and (not end or day <= end)]
+        if not wanted:
+            raise UsageError(f"{table} has no day in {start or '...'}..{end or '...'} (it has {days[0]}..{days[-1]})")
+    store, _, _ = _online_store()
+    if not args.verbose:
+        quiet_spark_loggers()
+        os.environ.setdefault(SPARK_LOG_ENV, str(command_log_path("load")))
+    try:
+        written = load_stats(store, dataset, upload_rows(_warehouse(args), table, start, end))
+    finally:
+        store.close()
+    for day, documents in sorted(written.items()):
+        print(f"loaded {table} [{day}] into {dataset}: {documents} documents")
+    if not written:
+        print(f"feature-assets load: {table} has no rows in the range; nothing loaded", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _load_group_bys(args: argparse.Namespace) -> int:
     from feature_assets.definitions.online_assets import load_asset_key
     from feature_assets.offline.upload import UploadRefused, check_load
     from feature_assets.online.store import EmptyBatchRefused
@@ -294,6 +352,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from feature_assets.online.fetch.fetcher import Fetcher, UnknownName, UnsupportedDerivation
+    from feature_assets.online.fetch.stats import STATS_TYPES
     from feature_assets.online.store import StoreUnavailable
 
     try:
@@ -301,6 +360,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as error:
         print(f"-k is not valid JSON: {error}", file=sys.stderr)
         return 2
+    if args.type in STATS_TYPES:
+        return _fetch_stats(args, keys, STATS_TYPES[args.type])
     from feature_assets.online.logging import FetchLogConfigError, logger_from_environment
 
     store, _, _ = _online_store()
@@ -329,6 +390,29 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 1 if any(r["error_type"] == "invalid_key" for r in responses) else 0
 
 
+def _fetch_stats(args: argparse.Namespace, keys, logged: bool) -> int:
+    """Print a join's (or its log's) stats buckets in the range `-k '{"startTs": ..., "endTs": ...}'`."""
+    from feature_assets.online.fetch.fetcher import Fetcher, UnknownName
+    from feature_assets.online.fetch.stats import time_range
+    from feature_assets.online.store import StoreUnavailable
+
+    try:
+        start_ts, end_ts = time_range(keys)
+    except ValueError as error:
+        print(f"-k: {error}", file=sys.stderr)
+        return 2
+    store, _, _ = _online_store()
+    try:
+        result = Fetcher(store).fetch_join_stats(args.name, start_ts, end_ts, logged=logged)
+    except (UnknownName, StoreUnavailable) as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from feature_assets.online.fetch.service import serve
 
@@ -348,9 +432,20 @@ def add_online_commands(commands) -> None:
     upload.add_argument("--verbose", action="store_true", help=verbose_help)
     upload.set_defaults(func=cmd_upload)
 
-    load = commands.add_parser("load", help="materialize the bulk load of an upload partition into MongoDB (Dagster)")
-    load.add_argument("--conf", required=True, help=conf_help)
-    load.add_argument("--ds", required=True, type=ds)
+    load = commands.add_parser(
+        "load",
+        help="load an upload into MongoDB: a group-by's day (--conf, --ds; through Dagster) or a stats upload "
+        "table by name (--table)",
+    )
+    load.add_argument("--conf", help=conf_help)
+    load.add_argument(
+        "--table",
+        help="a stats upload table, e.g. default.quickstart_training_set_v2_daily_stats_upload (every day, or "
+        "--ds / --start-ds..--end-ds)",
+    )
+    load.add_argument("--ds", type=ds)
+    load.add_argument("--start-ds", type=ds, help="with --table: the first day")
+    load.add_argument("--end-ds", type=ds, help="with --table: the last day (included)")
     load.add_argument("--warehouse")
     load.add_argument("--allow-empty", action="store_true", help=allow_empty_help % "batch over a non-empty one")
     load.add_argument("--verbose", action="store_true", help=verbose_help)
@@ -369,9 +464,16 @@ def add_online_commands(commands) -> None:
     rollback.set_defaults(func=cmd_rollback)
 
     fetch = commands.add_parser("fetch", help="fetch online features and print them as JSON")
-    fetch.add_argument("--type", required=True, choices=["group-by", "join"])
+    fetch.add_argument("--type", required=True, choices=["group-by", "join", "join-stats", "join-log-stats"])
     fetch.add_argument("--name", required=True, help="e.g. quickstart/purchases.v1")
-    fetch.add_argument("-k", "--keys", required=True, help="a JSON object of keys (or an array of them)")
+    fetch.add_argument(
+        "-k",
+        "--keys",
+        required=True,
+        help='a JSON object of keys (or an array of them); for join stats the range {"startTs": ..., "endTs": ...}',
+    )
+    # Chronon's fetch takes a version flag; the name here already carries the version (training_set.v2).
+    fetch.add_argument("--version", nargs="?", const="", help=argparse.SUPPRESS)
     fetch.add_argument("--at-millis", type=int, help="request time in epoch millis (default: now)")
     fetch.set_defaults(func=cmd_fetch)
 

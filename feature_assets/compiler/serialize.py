@@ -139,6 +139,13 @@ def join_dict(
     }
     if join.check_consistency is not None:
         meta["consistencyCheck"] = bool(join.check_consistency)
+    # Stats settings only when given: joins at the defaults compile to the same JSON as before.
+    if join.stats_sample_percent is not None:
+        meta["statsSamplePercent"] = join.stats_sample_percent
+    if join.drift_reference is not None:
+        meta["driftReference"] = join.drift_reference
+    if join.drift_thresholds is not None:
+        meta["driftThresholds"] = join.drift_thresholds
     return {
         "metaData": meta,
         "left": source_dict(join.left, join_of),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import date
 
 from feature_assets.aggregation.registry import RETRACTABLE
 from feature_assets.compiler.errors import CompileError
@@ -18,8 +19,10 @@ from feature_assets.model import (
     Query,
     StagingQuery,
 )
+from feature_assets.model.configs import DRIFT_REFERENCES
 from feature_assets.model.topics import TopicSpecError, parse_topic
 from feature_assets.sql.expressions import unsupported_reason
+from feature_assets.statistics.drift import METRICS as DRIFT_METRICS
 
 SCHEDULES = {"@daily", "@hourly", "@never"}
 # Words of Spark SQL that may appear in a derivation without being columns.
@@ -337,6 +340,7 @@ def validate_join(compiled: dict, file: str) -> None:
     ):
         if percent is not None and not 0 <= float(percent) <= 100:
             _fail(file, name, field, f"must lie in [0, 100], got {percent}")
+    validate_stats_settings(join, file)
     validate_schedule(file, name, join.meta)
     all_columns = (available_left or []) + join.feature_columns
     validate_unique(file, name, "right_parts", all_columns)
@@ -348,6 +352,56 @@ def validate_join(compiled: dict, file: str) -> None:
         join.derivations,
         all_columns if available_left is not None else join.feature_columns + sorted(referenced),
     )
+
+
+def validate_stats_settings(join: Join, file: str) -> None:
+    """The join's stats sample share, drift reference and drift thresholds."""
+    name, meta = join.name, join.meta
+    percent = meta.stats_sample_percent
+    if percent is not None and (isinstance(percent, bool) or not isinstance(percent, (int, float))):
+        _fail(file, name, "stats_sample_percent", f"must be a number in (0, 100], got {percent!r}")
+    if percent is not None and not 0 < float(percent) <= 100:
+        _fail(file, name, "stats_sample_percent", f"must lie in (0, 100], got {percent}")
+    reference = meta.drift_reference
+    if isinstance(reference, dict):
+        days = [reference.get("start_ds"), reference.get("end_ds")]
+        if set(reference) != {"start_ds", "end_ds"} or not all(isinstance(d, str) and _is_day(d) for d in days):
+            _fail(
+                file,
+                name,
+                "drift_reference",
+                f'a pinned window is {{"start_ds": "YYYY-MM-DD", "end_ds": ...}}, got {reference}',
+            )
+        elif str(days[0]) > str(days[1]):
+            _fail(file, name, "drift_reference", f"start_ds {days[0]} is after end_ds {days[1]}")
+    elif reference is not None and reference not in DRIFT_REFERENCES:
+        _fail(
+            file,
+            name,
+            "drift_reference",
+            f"expected one of {', '.join(DRIFT_REFERENCES)} or a pinned window {{'start_ds', 'end_ds'}}, "
+            f"got {reference!r}",
+        )
+    thresholds = meta.drift_thresholds
+    known = {f"{metric}_{level}" for metric in DRIFT_METRICS for level in ("warn", "fail")}
+    unknown = sorted(set(thresholds) - known)
+    if unknown:
+        _fail(file, name, "drift_thresholds", f"unknown threshold(s) {unknown}; expected names in {sorted(known)}")
+    bad = [key for key, value in thresholds.items() if isinstance(value, bool) or not isinstance(value, (int, float))]
+    if bad:
+        _fail(file, name, f"drift_thresholds.{bad[0]}", f"must be a number, got {thresholds[bad[0]]!r}")
+    try:
+        _ = join.drift_thresholds
+    except ValueError as error:
+        _fail(file, name, "drift_thresholds", str(error))
+
+
+def _is_day(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
 
 
 def validate_staging_query(staging_query: dict, file: str) -> None:

@@ -31,6 +31,7 @@ from feature_assets.definitions.graph import (
 )
 from feature_assets.definitions.log_assets import build_log_asset, log_jobs
 from feature_assets.definitions.online_assets import online_assets
+from feature_assets.definitions.stats_assets import stats_assets, stats_jobs
 from feature_assets.definitions.streaming_assets import streaming_assets, streaming_sensors
 from feature_assets.model.configs import GroupBy
 from feature_assets.model.logs import is_schema_group_by
@@ -235,14 +236,15 @@ def build_definitions(repo: str | Path, start_date: str | None = None, resources
         )
         for node in graph.values()
     ]
+    stats = stats_assets(graph, partitions_def, log_partitions_def)
     online = online_assets(compiled, partitions_def) if with_online else []
     streaming = streaming_assets(compiled) if with_online else []
     resources = resources if resources is not None else resources_for_environment()
     sensors = streaming_sensors(compiled, resources) if with_online and "kafka" in resources else []
     return Definitions(
-        assets=assets + online + streaming,
+        assets=assets + stats + online + streaming,
         sensors=sensors,
-        jobs=online_jobs(online) + backfill_jobs(graph) + log_jobs(graph, with_online),
+        jobs=online_jobs(online) + backfill_jobs(graph) + log_jobs(graph, with_online) + stats_jobs(graph),
         executor=in_process_executor,
         resources=resources,
         metadata={"partitions_start": start.note},

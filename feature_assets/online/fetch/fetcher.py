@@ -51,6 +51,7 @@ from feature_assets.aggregation.values import FLOATING, INTEGRAL
 from feature_assets.model import GROUP_BYS, JOINS, MILLIS_PER_DAY, Derivation, GroupBy, Join
 from feature_assets.naming import normalize_name
 from feature_assets.online.batch_encoding import SNAPSHOT, TEMPORAL, ds_of_millis, end_of_day_millis
+from feature_assets.online.fetch import stats
 from feature_assets.online.fetch.keys import InvalidKey, request_key
 from feature_assets.online.logging import FetchLogger, JoinCodec
 from feature_assets.online.store import KVStore, batch_versions, canonical_key_json, stored_config
@@ -257,6 +258,31 @@ class Fetcher:
     def fetch_join(self, name: str, keys: Any, at_millis: int | None = None) -> Any:
         join, requests, single, pendings, at = self._start_join(name, keys, at_millis)
         return self._finish_join(join, requests, single, pendings, self._read(pendings), at)
+
+    # ------------------------------------------------------------------------ stats
+    def fetch_join_stats(self, name: str, start_ts: int, end_ts: int, logged: bool = False) -> dict[str, Any]:
+        """Per column of the join's output (`logged`: of its log), the stats buckets in [start_ts, end_ts) in time
+        order (see `online.fetch.stats`). Raises `UnknownName` when no stats of the join are loaded."""
+        try:
+            return stats.fetch_stats(self.store, stats.join_stats_dataset(name, logged), start_ts, end_ts)
+        except stats.NoStats as error:
+            raise UnknownName(str(error)) from None
+
+    def join_stats_drift(
+        self, name: str, current: tuple[int, int], reference: tuple[int, int], logged: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """Per column, the drift of the stats merged over `current` ([start, end) millis) against those merged
+        over `reference`, graded by the join's thresholds (the defaults when its config is not stored)."""
+        try:
+            join = self.config(JOINS, name)
+            thresholds = join.drift_thresholds if isinstance(join, Join) else None
+        except UnknownName:
+            thresholds = None
+        dataset = stats.join_stats_dataset(name, logged)
+        try:
+            return stats.stats_drift(self.store, dataset, current, reference, thresholds)
+        except stats.NoStats as error:
+            raise UnknownName(str(error)) from None
 
     async def afetch_group_by(self, name: str, keys: Any, at_millis: int | None = None) -> Any:
         """`fetch_group_by` for an event loop: the store reads are awaited (`KVStore.async_reads`)."""

@@ -4,6 +4,11 @@
   or `quickstart.training_set.v2`); body: one request (a JSON object of keys) or a batch (a JSON array of
   them); optional query parameter `at_millis`. Answers one response or a list of them, in request order, the
   shape the CLI's `fetch` prints (`schemas.FetchResponse`).
+- `GET /v1/stats/join/{name}?start_ts=&end_ts=` (`&log=true`: the join's log): per column, the loaded stats
+  buckets with start_ts <= ts < end_ts in time order, as `fetch --type join-stats` prints them.
+  `GET /v1/drift/join/{name}?start_ts=&end_ts=&reference_start_ts=&reference_end_ts=` (`&log=true`): per
+  column, PSI, Jensen-Shannon, Hellinger and KS of the first range's merged stats against the reference's.
+  404 when no stats of the join are loaded.
 - `GET /healthz`: 200 when MongoDB answers a ping, else 503.
 - `/docs` (Swagger UI) and `/redoc` load their scripts and styles from this service (the assets ship in the
   fastapi-offline package), so they work without internet; OpenAPI at `/openapi.json`.
@@ -149,6 +154,49 @@ def create_app(store: KVStore | None = None, fetcher: Fetcher | None = None, max
         at_millis: int | None = Query(None, description=AT_MILLIS),
     ) -> JSONResponse:
         return await run("groupby", name, body, at_millis)
+
+    def stats_call(call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except UnknownName as error:
+            raise HTTPException(404, str(error)) from None
+        except StoreUnavailable as error:
+            raise HTTPException(503, str(error)) from None
+
+    # Plain `def`s: the stats reads block, so they run in FastAPI's thread pool.
+    @app.get(
+        "/v1/stats/join/{name:path}",
+        summary="A join's daily stats buckets in a time range, per column",
+        operation_id="join_stats",
+        responses=error_responses(404, 503),
+    )
+    def join_stats(
+        name: str,
+        start_ts: int = Query(0, description="the first bucket's earliest start, epoch millis"),
+        end_ts: int = Query(..., description="buckets start before this, epoch millis"),
+        log: bool = Query(False, description="the stats of the join's log instead of its output"),
+    ) -> Any:
+        return stats_call(lambda: fetcher.fetch_join_stats(name, start_ts, end_ts, logged=log))
+
+    @app.get(
+        "/v1/drift/join/{name:path}",
+        summary="Drift per column between a join's stats over two time ranges",
+        operation_id="join_stats_drift",
+        responses=error_responses(404, 503),
+    )
+    def join_stats_drift(
+        name: str,
+        start_ts: int = Query(..., description="the compared range's start, epoch millis"),
+        end_ts: int = Query(..., description="the compared range's end (excluded)"),
+        reference_start_ts: int = Query(..., description="the reference range's start"),
+        reference_end_ts: int = Query(..., description="the reference range's end (excluded)"),
+        log: bool = Query(False, description="the stats of the join's log instead of its output"),
+    ) -> Any:
+        return stats_call(
+            lambda: fetcher.join_stats_drift(
+                name, (start_ts, end_ts), (reference_start_ts, reference_end_ts), logged=log
+            )
+        )
 
     @app.get(
         "/healthz",

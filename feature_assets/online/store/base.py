@@ -9,6 +9,10 @@ Datasets (MongoDB collections) per group-by, `{GROUP_BY}` being its dataset name
 - `{GROUP_BY}_STREAMING`: one document per event: `{_id, k: <key_json>, ts: <epoch millis>, d: {column:
   value}}`. `_id` is `"<key_json>|<event id>"` when the writer has an event id (a replayed event is a
   duplicate-key no-op), else a fresh id.
+- `{JOIN}_DAILY_STATS` / `{JOIN}_LOGGED_DAILY_STATS` (a stats upload table's name, upper-cased): one document
+  per (column, time bucket): `{_id: "<column>|<bucket ts>", k: <column>, ts: <bucket start millis>, ds, d: {...}}`
+  with the mergeable summary bytes; a day is replaced as a whole (`replace_partition`), read by column and
+  time range (`range_read`).
 - the metadata collection: compiled configs (`conf/<kind>/<name>`) and one batch pointer per group-by
   (`batch/<GROUP_BY>`).
 
@@ -93,6 +97,12 @@ class KVStore(ABC):
     @abstractmethod
     def delete_before(self, dataset: str, ts: int) -> int:
         """Remove the event documents with ts < `ts`; returns how many were removed."""
+
+    # partitioned documents (stats)
+    @abstractmethod
+    def replace_partition(self, dataset: str, ds: str, docs: list[Document]) -> int:
+        """Replace the documents whose `ds` field is `ds` by `docs` (each with `_id`, `k`, `ts`, `ds`); returns
+        how many were written. Readers may see the day missing while it is replaced."""
 
     # metadata
     @abstractmethod

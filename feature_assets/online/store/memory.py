@@ -87,6 +87,17 @@ class InMemoryKVStore(KVStore):
                 del table[doc_id]
         return len(doomed)
 
+    # partitioned documents
+    def replace_partition(self, dataset: str, ds: str, docs: list[Document]) -> int:
+        self._check()
+        with self.lock:
+            table = self.datasets.setdefault(dataset, {})
+            for doc_id in [key for key, doc in table.items() if doc.get("ds") == ds]:
+                del table[doc_id]
+            for doc in docs:
+                table[doc["_id"]] = copy.deepcopy(dict(doc))
+        return len(docs)
+
     # metadata
     def get_metadata(self, key: str) -> Document | None:
         self._check()

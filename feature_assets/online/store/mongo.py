@@ -136,9 +136,11 @@ class MongoKVStore(KVStore):
         if dataset in self._indexed:
             return
         with self._lock:
-            if dataset.endswith("_STREAMING"):
+            if dataset.endswith(("_STREAMING", "_STATS")):
                 self.db[dataset].create_index([("k", 1), ("ts", 1)], name="key_ts")
                 self.db[dataset].create_index([("ts", 1)], name="ts")  # retention deletes by time
+            if dataset.endswith("_STATS"):
+                self.db[dataset].create_index([("ds", 1)], name="ds")  # a reload replaces a day
             self._indexed.add(dataset)
 
     # batch -----------------------------------------------------------------------------------
@@ -188,6 +190,15 @@ class MongoKVStore(KVStore):
     @_translate_errors
     def delete_before(self, dataset: str, ts: int) -> int:
         return int(self.db[dataset].delete_many({"ts": {"$lt": int(ts)}}).deleted_count)
+
+    # partitioned documents -------------------------------------------------------------------
+    @_translate_errors
+    def replace_partition(self, dataset: str, ds: str, docs: list[Document]) -> int:
+        self.ensure_indexes(dataset)
+        self.db[dataset].delete_many({"ds": ds})
+        if not docs:
+            return 0
+        return _insert_idempotent(self.db[dataset], [dict(doc) for doc in docs])
 
     # metadata --------------------------------------------------------------------------------
     @_translate_errors

@@ -26,4 +26,6 @@ v2 = Join(
     # Every fetch is logged, with the caller's request id (passed among the keys) to stitch logs to rows.
     sample_percent=100,
     online_external_parts=[ExternalPart(ContextualSource(fields=[("request_id", DataType.STRING)]))],
+    # 100 checkouts a day: the daily stats summarize all of them (the default 10% would keep about 10).
+    stats_sample_percent=100,
 )

@@ -1,0 +1,82 @@
+"""The consistency drift check of a `{join}_consistency` table: served (logged) values against recomputed ones.
+
+Over the days of the run taken together, each compared feature's mismatch rate and smape are graded by the
+join's `ConsistencyThresholds`: the check fails with severity ERROR when any feature reaches a fail level,
+fails with WARN when one reaches only a warn level, else passes. The description names the features at WARN
+or ERROR with their numbers (and the days that reach a level, when the run covers several); the metadata holds
+every number as a float (per feature, per day, and the thresholds), so Dagster plots them over runs.
+
+Blocking: an asset that trains on the join should not read days whose served values disagree with the
+offline ones. Declare the check with `blocking=True` (`consistency_check_spec(..., blocking=True)`, the
+`blocking` argument of `definitions.consistency_assets.consistency_assets`) and make the training asset depend
+on `{join}_consistency`: a failing ERROR check then stops the run before that asset (and the upload) runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey
+
+from feature_assets.quality.consistency import ConsistencyReport, ConsistencyThresholds
+
+CONSISTENCY_CHECK = "consistency_drift"
+CHECK_DESCRIPTION = (
+    "each feature's mismatch rate and smape (served against recomputed values) against the join's consistency "
+    "thresholds: WARN from a warn level, ERROR from a fail level"
+)
+
+
+def consistency_check_spec(key: AssetKey, blocking: bool = False) -> AssetCheckSpec:
+    return AssetCheckSpec(CONSISTENCY_CHECK, asset=key, description=CHECK_DESCRIPTION, blocking=blocking)
+
+
+def _put(metadata: dict, key: str, value: float | None) -> None:
+    """A number as a float; an absent one (nothing compared, no numeric values) is left out."""
+    if value is not None:
+        metadata[key] = float(value)
+
+
+def report_metadata(report: ConsistencyReport, prefix: str = "") -> dict[str, float]:
+    """A report's numbers as floats: per feature its mismatch rate, smape, values compared and mismatches;
+    the overall rate; the worst rate and smape; how many features warn or fail."""
+    metadata: dict[str, float] = {
+        f"{prefix}columns_warn": float(sum(c.level == "WARN" for c in report.columns)),
+        f"{prefix}columns_error": float(sum(c.level == "ERROR" for c in report.columns)),
+    }
+    rates = [c.mismatch_rate for c in report.columns if c.mismatch_rate is not None]
+    smapes = [c.smape for c in report.columns if c.smape is not None]
+    _put(metadata, f"{prefix}max_mismatch_rate", max(rates, default=None))
+    _put(metadata, f"{prefix}max_smape", max(smapes, default=None))
+    if report.overall is not None:
+        _put(metadata, f"{prefix}overall_mismatch_rate", report.overall.mismatch_rate)
+        _put(metadata, f"{prefix}values_compared", report.overall.total)
+    for column in report.columns:
+        _put(metadata, f"{prefix}{column.column}/mismatch_rate", column.mismatch_rate)
+        _put(metadata, f"{prefix}{column.column}/smape", column.smape)
+        _put(metadata, f"{prefix}{column.column}/total", column.total)
+        _put(metadata, f"{prefix}{column.column}/mismatch", column.mismatch)
+    return metadata
+
+
+def consistency_check(
+    report: ConsistencyReport, thresholds: ConsistencyThresholds, days: Mapping[str, ConsistencyReport]
+) -> AssetCheckResult:
+    """The check's result for a run: `report` over all its days, `days` each day's own report."""
+    lines = [report.description]
+    if len(days) > 1:
+        for ds, day in sorted(days.items()):
+            if day.level != "PASS":
+                lines.append(f"{ds} {day.level}: {day.description}")
+    metadata: dict = report_metadata(report)
+    if len(days) > 1:
+        for ds, day in sorted(days.items()):
+            metadata.update(report_metadata(day, prefix=f"{ds}/"))
+    metadata.update({f"threshold/{name}": float(value) for name, value in thresholds.__dict__.items()})
+    return AssetCheckResult(
+        check_name=CONSISTENCY_CHECK,
+        passed=report.level == "PASS",
+        severity=AssetCheckSeverity.ERROR if report.level == "ERROR" else AssetCheckSeverity.WARN,
+        description="\n".join(lines),
+        metadata=metadata,
+    )
