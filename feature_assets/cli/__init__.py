@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from feature_assets.cli.arguments import USAGE_ERROR, OneLineParser, UsageError
+from feature_assets.cli.consistency import add_consistency_commands
 from feature_assets.cli.logging import NEEDS_LOG_STORE, add_logging_commands
 from feature_assets.cli.offline import add_offline_commands
 from feature_assets.cli.online import NEEDS_MONGO, add_online_commands, end_quickly, run_with_services
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_streaming_commands(commands)
     add_logging_commands(commands)
     add_quality_commands(commands)
+    add_consistency_commands(commands)
     return parser
 
 

@@ -228,12 +228,17 @@ def _load_table(args: argparse.Namespace) -> int:
     from feature_assets.definitions.factory import LocalWarehouse, is_local_root
     from feature_assets.definitions.runs import command_log_path, quiet_spark_loggers
     from feature_assets.naming import qualified
+    from feature_assets.online.fetch.consistency import is_consistency_upload_table
     from feature_assets.online.fetch.stats import NotAStatsUploadTable, dataset_of_upload_table, load_stats
     from feature_assets.quality.stats_tables import upload_rows
     from feature_assets.resources.spark import SPARK_LOG_ENV
     from feature_assets.storage import default_root
 
     table = qualified(args.table)
+    if is_consistency_upload_table(table):
+        from feature_assets.cli.consistency import load_consistency_table
+
+        return load_consistency_table(args, table)
     try:
         dataset = dataset_of_upload_table(table)
     except NotAStatsUploadTable as error:
@@ -351,6 +356,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    from feature_assets.online.fetch.consistency import CONSISTENCY_TYPE
     from feature_assets.online.fetch.fetcher import Fetcher, UnknownName, UnsupportedDerivation
     from feature_assets.online.fetch.stats import STATS_TYPES
     from feature_assets.online.store import StoreUnavailable
@@ -362,6 +368,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         return 2
     if args.type in STATS_TYPES:
         return _fetch_stats(args, keys, STATS_TYPES[args.type])
+    if args.type == CONSISTENCY_TYPE:
+        from feature_assets.cli.consistency import fetch_join_consistency
+
+        return fetch_join_consistency(args, keys)
     from feature_assets.online.logging import FetchLogConfigError, logger_from_environment
 
     store, _, _ = _online_store()
@@ -416,7 +426,7 @@ def _fetch_stats(args: argparse.Namespace, keys, logged: bool) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from feature_assets.online.fetch.service import serve
 
-    serve(host=args.host, port=args.port, max_batch=args.max_batch)
+    serve(host=args.host, port=args.port, max_batch=args.max_batch, workers=args.workers)
     return 0
 
 
@@ -440,8 +450,8 @@ def add_online_commands(commands) -> None:
     load.add_argument("--conf", help=conf_help)
     load.add_argument(
         "--table",
-        help="a stats upload table, e.g. default.quickstart_training_set_v2_daily_stats_upload (every day, or "
-        "--ds / --start-ds..--end-ds)",
+        help="a stats or consistency upload table, e.g. default.quickstart_training_set_v2_daily_stats_upload "
+        "(every day, or --ds / --start-ds..--end-ds)",
     )
     load.add_argument("--ds", type=ds)
     load.add_argument("--start-ds", type=ds, help="with --table: the first day")
@@ -464,13 +474,16 @@ def add_online_commands(commands) -> None:
     rollback.set_defaults(func=cmd_rollback)
 
     fetch = commands.add_parser("fetch", help="fetch online features and print them as JSON")
-    fetch.add_argument("--type", required=True, choices=["group-by", "join", "join-stats", "join-log-stats"])
+    fetch.add_argument(
+        "--type", required=True, choices=["group-by", "join", "join-stats", "join-log-stats", "join-consistency"]
+    )
     fetch.add_argument("--name", required=True, help="e.g. quickstart/purchases.v1")
     fetch.add_argument(
         "-k",
         "--keys",
         required=True,
-        help='a JSON object of keys (or an array of them); for join stats the range {"startTs": ..., "endTs": ...}',
+        help="a JSON object of keys (or an array of them); for join stats and consistency the range "
+        '{"startTs": ..., "endTs": ...}',
     )
     # Chronon's fetch takes a version flag; the name here already carries the version (training_set.v2).
     fetch.add_argument("--version", nargs="?", const="", help=argparse.SUPPRESS)
@@ -481,4 +494,5 @@ def add_online_commands(commands) -> None:
     serve_.add_argument("--host", default="127.0.0.1")
     serve_.add_argument("--port", type=int, default=8000)
     serve_.add_argument("--max-batch", type=int, default=1000)
+    serve_.add_argument("--workers", type=int, default=1, help="processes serving one port (scales with cores)")
     serve_.set_defaults(func=cmd_serve)

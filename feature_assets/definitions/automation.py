@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 
 from dagster import (
     AssetKey,
@@ -29,12 +30,14 @@ from dagster import (
     AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    PartitionsDefinition,
     RunRequest,
+    ScheduleEvaluationContext,
     SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
-    build_schedule_from_partitioned_job,
     map_asset_specs,
+    schedule,
     sensor,
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -59,47 +62,65 @@ def automation_enabled(environ: dict | None = None) -> bool:
     return setting.lower() not in ("off", "0", "false")
 
 
-def offline_schedules(graph: dict[str, Node], jobs: Iterable, job_name_of: Callable[[Node], str]) -> list:
-    """A schedule per group-by and join whose `offline_schedule` is not `@never`, on its backfill job."""
+def offline_schedules(
+    graph: dict[str, Node], jobs: Iterable, job_name_of: Callable[[Node], str], partitions_def: PartitionsDefinition
+) -> list:
+    """A schedule per group-by and join whose `offline_schedule` is not `@never`, on its backfill job: each
+    tick runs the day that ended before it (`@hourly` refreshes that day every hour)."""
     by_name = {job.name: job for job in jobs if isinstance(job, UnresolvedAssetJobDefinition)}
     status = DefaultScheduleStatus.RUNNING if automation_enabled() else DefaultScheduleStatus.STOPPED
     schedules = []
     for node in graph.values():
         if node.kind not in (GROUP_BY, JOIN) or not isinstance(node.config, (GroupBy, Join)):
             continue
-        schedule = node.config.meta.offline_schedule
+        offline_schedule = node.config.meta.offline_schedule
         job = by_name.get(job_name_of(node))
-        if schedule == NEVER or job is None:
+        if offline_schedule == NEVER or job is None:
             continue
-        schedules.append(
-            build_schedule_from_partitioned_job(
-                job,
-                name=f"{job.name.removeprefix('backfill_')}_schedule",
-                description=f"{schedule}: the latest complete day of {node.table} and what it needs",
-                cron_schedule=SCHEDULE_CRONS.get(schedule, schedule),
-                execution_timezone="UTC",
-                default_status=status,
-            )
-        )
+        schedules.append(_day_schedule(job, node, offline_schedule, partitions_def, status))
     return schedules
 
 
+def _day_schedule(job, node: Node, offline_schedule: str, partitions_def: PartitionsDefinition, status):
+    @schedule(
+        name=f"{job.name.removeprefix('backfill_')}_schedule",
+        cron_schedule=SCHEDULE_CRONS.get(offline_schedule, offline_schedule),
+        job=job,
+        execution_timezone="UTC",
+        default_status=status,
+        description=f"{offline_schedule}: the day that just ended, of {node.table} and what it needs",
+    )
+    def day_schedule(context: ScheduleEvaluationContext):
+        day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
+        keys = partitions_def.get_partition_keys(current_time=context.scheduled_execution_time)
+        if day not in keys:
+            return SkipReason(f"{day} is outside the partitions of {node.table}")
+        tick = context.scheduled_execution_time.isoformat()
+        return RunRequest(run_key=f"{node.table}:{day}:{tick}", partition_key=day)
+
+    return day_schedule
+
+
 def log_dump_schedules(log_dump_job) -> list:
-    """The raw log table's daily dump (the day that just ended), after which the log side follows."""
+    """The raw log table's daily dump of the day that just ended (its partitions run through today, so the
+    latest partition is today's: the day is named here), after which the log side follows."""
     if log_dump_job is None:
         return []
     status = DefaultScheduleStatus.RUNNING if automation_enabled() else DefaultScheduleStatus.STOPPED
-    return [
-        build_schedule_from_partitioned_job(
-            log_dump_job,
-            name="log_dump_schedule",
-            description="@daily: dump the day's logged fetches; the flattened logs, stats and consistency follow",
-            hour_of_day=0,
-            minute_of_hour=15,
-            execution_timezone="UTC",
-            default_status=status,
-        )
-    ]
+
+    @schedule(
+        name="log_dump_schedule",
+        cron_schedule="15 0 * * *",
+        job=log_dump_job,
+        execution_timezone="UTC",
+        default_status=status,
+        description="@daily: dump the day's logged fetches; the flattened logs, stats and consistency follow",
+    )
+    def log_dump_schedule(context: ScheduleEvaluationContext):
+        ended = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
+        return RunRequest(run_key=f"log_dump:{ended}", partition_key=ended)
+
+    return [log_dump_schedule]
 
 
 def source_partition_sensor(graph: dict[str, Node], list_partitions: PartitionLister | None) -> list[SensorDefinition]:

@@ -19,17 +19,26 @@ from dagster import (
 
 from feature_assets.compiler import load_compiled
 from feature_assets.definitions.assets import _Partitioning, asset_key, build_asset, snapshot_table_name
+from feature_assets.definitions.automation import (
+    automation_sensors,
+    log_dump_schedules,
+    offline_schedules,
+    source_partition_sensor,
+    with_eager_automation,
+)
+from feature_assets.definitions.consistency_assets import consistency_assets, consistency_jobs
 from feature_assets.definitions.graph import (
     GROUP_BY,
     JOIN,
     LOG_TABLE,
     LOGGED,
+    SOURCE,
     STAGING_QUERY,
     Node,
     build_graph,
     source_tables,
 )
-from feature_assets.definitions.log_assets import build_log_asset, log_jobs
+from feature_assets.definitions.log_assets import DUMP_JOB, build_log_asset, log_jobs
 from feature_assets.definitions.online_assets import online_assets
 from feature_assets.definitions.stats_assets import stats_assets, stats_jobs
 from feature_assets.definitions.streaming_assets import streaming_assets, streaming_sensors
@@ -191,9 +200,12 @@ def is_log_side(node: Node) -> bool:
     return node.kind == GROUP_BY and isinstance(node.config, GroupBy) and is_schema_group_by(node.config)
 
 
+BACKFILL_KINDS = {GROUP_BY: "group_by", JOIN: "join", STAGING_QUERY: "staging_query"}
+
+
 def backfill_jobs(graph: dict[str, Node]) -> list:
     """One job per group-by, join and staging query: its table and everything upstream of it."""
-    kinds = {GROUP_BY: "group_by", JOIN: "join", STAGING_QUERY: "staging_query"}
+    kinds = BACKFILL_KINDS
     # The log dump reads the live log store: a backfill reads the log table as it is, like a source. The other
     # log-side tables have their own partitions (through today): a feature backfill reads them as they are too.
     log_dumps = AssetSelection.assets(*[asset_key(n.table) for n in graph.values() if n.kind == LOG_TABLE])
@@ -237,14 +249,29 @@ def build_definitions(repo: str | Path, start_date: str | None = None, resources
         for node in graph.values()
     ]
     stats = stats_assets(graph, partitions_def, log_partitions_def)
+    consistency = consistency_assets(graph, log_partitions_def)
     online = online_assets(compiled, partitions_def) if with_online else []
     streaming = streaming_assets(compiled) if with_online else []
     resources = resources if resources is not None else resources_for_environment()
     sensors = streaming_sensors(compiled, resources) if with_online and "kafka" in resources else []
+    # Source tables and the log dump read what lies outside the graph: sensors and schedules start them.
+    outside = {asset_key(n.table) for n in graph.values() if n.kind in (SOURCE, LOG_TABLE)}
+    materializable = with_eager_automation(assets + stats + consistency + online, outside)
+    jobs = online_jobs(online) + backfill_jobs(graph) + log_jobs(graph, with_online) + stats_jobs(graph)
+    jobs += consistency_jobs(graph)
+    local = _warehouse_root(resources) or default_root()
+    lister = LocalWarehouse(local).partitions if is_local_root(local) else None
+    feature_side = {table: node for table, node in graph.items() if not is_log_side(node)}
+    schedules = offline_schedules(
+        feature_side, jobs, lambda n: job_name(BACKFILL_KINDS[n.kind], n.name), partitions_def
+    )
+    schedules += log_dump_schedules(next((j for j in jobs if j.name == DUMP_JOB), None))
+    sensors += source_partition_sensor(graph, lister) + automation_sensors(materializable)
     return Definitions(
-        assets=assets + stats + online + streaming,
+        assets=[*materializable, *streaming],
         sensors=sensors,
-        jobs=online_jobs(online) + backfill_jobs(graph) + log_jobs(graph, with_online) + stats_jobs(graph),
+        schedules=schedules,
+        jobs=jobs,
         executor=in_process_executor,
         resources=resources,
         metadata={"partitions_start": start.note},

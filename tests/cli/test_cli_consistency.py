@@ -120,7 +120,7 @@ def repo(spark, tmp_path, monkeypatch):
 
 @pytest.mark.spark
 @pytest.mark.services
-def test_compute_fails_on_the_perturbed_feature_then_load_and_fetch(repo, capsys, monkeypatch, tmp_path):
+def test_compute_fails_on_the_perturbed_feature_then_load_and_fetch(repo, capsys, tmp_path):
     args = _parse(["consistency-metrics-compute", "--conf", CONF])
     assert args.func(args) == 1  # every day of the _logged table: the one day
     output = capsys.readouterr().out
@@ -132,8 +132,7 @@ def test_compute_fails_on_the_perturbed_feature_then_load_and_fetch(repo, capsys
 
     from feature_assets.dev.services.local import local_services
 
-    with local_services(tmp_path / "services", mongo=True, kafka=False) as services:
-        monkeypatch.setenv("FEATURE_ASSETS_MONGO_URI", services.mongo_uri)
+    with local_services(tmp_path / "services", mongo=True, kafka=False):  # exports its address
         load = argparse.Namespace(ds=None, start_ds=None, end_ds=None, warehouse=None, verbose=False)
         assert load_consistency_table(load, UPLOAD) == 0
         assert f"loaded {UPLOAD} [{DAY}] into QUICKSTART_TRAINING_SET_V2_CONSISTENCY: " in capsys.readouterr().out

@@ -51,7 +51,7 @@ from feature_assets.aggregation.values import FLOATING, INTEGRAL
 from feature_assets.model import GROUP_BYS, JOINS, MILLIS_PER_DAY, Derivation, GroupBy, Join
 from feature_assets.naming import normalize_name
 from feature_assets.online.batch_encoding import SNAPSHOT, TEMPORAL, ds_of_millis, end_of_day_millis
-from feature_assets.online.fetch import stats
+from feature_assets.online.fetch import consistency, stats
 from feature_assets.online.fetch.keys import InvalidKey, request_key
 from feature_assets.online.logging import FetchLogger, JoinCodec
 from feature_assets.online.store import KVStore, batch_versions, canonical_key_json, stored_config
@@ -282,6 +282,16 @@ class Fetcher:
         try:
             return stats.stats_drift(self.store, dataset, current, reference, thresholds)
         except stats.NoStats as error:
+            raise UnknownName(str(error)) from None
+
+    # ------------------------------------------------------------------------ consistency
+    def fetch_join_consistency(self, name: str, start_ts: int, end_ts: int) -> dict[str, Any]:
+        """Per compared feature column of the join, its online/offline consistency buckets in [start_ts, end_ts)
+        in time order (see `online.fetch.consistency`). Raises `UnknownName` when none of the join are loaded."""
+        dataset = consistency.join_consistency_dataset(name)
+        try:
+            return consistency.fetch_consistency(self.store, dataset, start_ts, end_ts)
+        except consistency.NoConsistency as error:
             raise UnknownName(str(error)) from None
 
     async def afetch_group_by(self, name: str, keys: Any, at_millis: int | None = None) -> Any:

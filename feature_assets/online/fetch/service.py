@@ -9,6 +9,9 @@
   `GET /v1/drift/join/{name}?start_ts=&end_ts=&reference_start_ts=&reference_end_ts=` (`&log=true`): per
   column, PSI, Jensen-Shannon, Hellinger and KS of the first range's merged stats against the reference's.
   404 when no stats of the join are loaded.
+- `GET /v1/consistency/join/{name}?start_ts=&end_ts=`: per compared feature column, the loaded online/offline
+  consistency buckets with start_ts <= ts < end_ts in time order, as `fetch --type join-consistency` prints
+  them; 404 when none of the join are loaded.
 - `GET /healthz`: 200 when MongoDB answers a ping, else 503.
 - `/docs` (Swagger UI) and `/redoc` load their scripts and styles from this service (the assets ship in the
   fastapi-offline package), so they work without internet; OpenAPI at `/openapi.json`.
@@ -17,7 +20,13 @@ Errors (body `schemas.ErrorBody`): 404 unknown join or group-by (not in the meta
 is not an object or array, a single request with a missing or mistyped key, or a derivation the online
 fetcher cannot apply; 413 a batch over `max_batch` requests; 503 while MongoDB is unreachable. In a batch, a
 request with a missing or mistyped key does not fail the others: it is answered with `values: null` and
-`error_type: invalid_key`. The pymongo client reconnects by itself, so the service recovers when the server
+`error_type: invalid_key`. `serve` adds guards (`hardening.py`): with `FEATURE_ASSETS_API_KEYS` set, 401 without
+`Authorization: Bearer <key>` (`/healthz` stays open); 413 a body over `FEATURE_ASSETS_MAX_BODY_BYTES`; 400 a key
+over `FEATURE_ASSETS_MAX_KEY_LENGTH` characters; 504 past `FEATURE_ASSETS_REQUEST_TIMEOUT_SECONDS`; one JSON
+access-log line per request; `/metrics` in the Prometheus text format; TLS with `FEATURE_ASSETS_TLS_CERTFILE` and
+`FEATURE_ASSETS_TLS_KEYFILE`. Several workers: `serve --workers N` runs N processes on one port (uvicorn's
+supervisor); their `/metrics` sum through `FEATURE_ASSETS_METRICS_DIR` (a fresh directory by default).
+The pymongo client reconnects by itself, so the service recovers when the server
 returns, without a restart.
 Fetch handlers are coroutines: the store reads go through pymongo's `AsyncMongoClient` and all of a join's
 reads are awaited together (`Fetcher.afetch_join`), with no thread hop per request. Configs and batch pointers
@@ -31,6 +40,7 @@ import gc
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
@@ -43,11 +53,13 @@ from pydantic import Field
 from uvicorn.config import STARTUP_FAILURE
 
 from feature_assets.online.fetch.fetcher import BatchTooLarge, Fetcher, UnknownName, UnsupportedDerivation
+from feature_assets.online.fetch.hardening import HardeningSettings, harden, start_access_log
 from feature_assets.online.fetch.schemas import FetchBatchResponse, FetchResponse, Health, error_responses
 from feature_assets.online.logging import logger_from_environment
 from feature_assets.online.store import DEFAULT_DATABASE, MONGO_URI_ENV, KVStore, MongoKVStore, StoreUnavailable
 
 MONGO_DATABASE_ENV = "FEATURE_ASSETS_MONGO_DATABASE"
+MAX_BATCH_ENV = "FEATURE_ASSETS_MAX_BATCH"
 # A batch's entries are checked one by one by the fetcher (a bad entry gets its own error), so the body
 # only has to be an object or an array; the document still says what an entry should be.
 RequestBody = (
@@ -199,6 +211,19 @@ def create_app(store: KVStore | None = None, fetcher: Fetcher | None = None, max
         )
 
     @app.get(
+        "/v1/consistency/join/{name:path}",
+        summary="A join's online/offline consistency buckets in a time range, per feature column",
+        operation_id="join_consistency",
+        responses=error_responses(404, 503),
+    )
+    def join_consistency(
+        name: str,
+        start_ts: int = Query(0, description="the first bucket's earliest start, epoch millis"),
+        end_ts: int = Query(..., description="buckets start before this, epoch millis"),
+    ) -> Any:
+        return stats_call(lambda: fetcher.fetch_join_consistency(name, start_ts, end_ts))
+
+    @app.get(
         "/healthz",
         summary="Liveness and MongoDB reachability",
         operation_id="healthz",
@@ -262,17 +287,49 @@ class AnnouncingServer(uvicorn.Server):
         if self.started:
             port = self.servers[0].sockets[0].getsockname()[1]
             host = self.config.host
-            print(self.announce(f"http://{f'[{host}]' if ':' in host else host}:{port}"), flush=True)
+            scheme = "https" if self.config.ssl_certfile else "http"
+            print(self.announce(f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"), flush=True)
+
+
+def app_from_environment() -> FastAPI:
+    """One worker's app; uvicorn imports it by name when it runs several workers behind one port."""
+    settings = HardeningSettings.from_environment()
+    if settings.access_log:
+        start_access_log()
+    store = store_from_environment()[0]
+    return harden(create_app(store=store, max_batch=int(os.environ.get(MAX_BATCH_ENV, "1000"))), settings)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, max_batch: int = 1000, workers: int = 1) -> None:
+    settings = HardeningSettings.from_environment()  # bad settings fail before the bind
     store, uri, database = store_from_environment()
-    app = create_app(store=store, max_batch=max_batch)
+    ssl = settings.uvicorn_ssl_options()
+    certfile, keyfile = ssl.get("ssl_certfile"), ssl.get("ssl_keyfile")
+    if workers > 1:
+        os.environ[MAX_BATCH_ENV] = str(max_batch)
+        os.environ.setdefault("FEATURE_ASSETS_METRICS_DIR", tempfile.mkdtemp(prefix="feature-assets-metrics-"))
+        print(f"serving fetches with {workers} workers on {host}:{port} from {display_uri(uri)}", flush=True)
+        uvicorn.run(
+            "feature_assets.online.fetch.service:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+        )
+        return
+    access_log = start_access_log() if settings.access_log else None
+    app = harden(create_app(store=store, max_batch=max_batch), settings)
     # Everything imported so far lives for the whole process: keep it out of the collector's scans, so
     # collections during requests stay short (they showed in the p99 latency).
     gc.collect()
     gc.freeze()
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile
+    )
     server = AnnouncingServer(
         config,
         lambda url: (
@@ -286,5 +343,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, max_batch: int = 1000, work
         pass
     if app.state.fetcher.logger is not None:
         app.state.fetcher.logger.close(timeout=5.0)  # what was served before the stop is still logged
+    if access_log is not None:
+        access_log.stop()
     if not server.started:
         sys.exit(STARTUP_FAILURE)

@@ -28,4 +28,7 @@ v2 = Join(
     online_external_parts=[ExternalPart(ContextualSource(fields=[("request_id", DataType.STRING)]))],
     # 100 checkouts a day: the daily stats summarize all of them (the default 10% would keep about 10).
     stats_sample_percent=100,
+    # Every logged request is recomputed offline and compared with what was served (the default samples 5%).
+    check_consistency=True,
+    consistency_sample_percent=100,
 )
