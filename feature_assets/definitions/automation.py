@@ -11,6 +11,9 @@ automation that carries a new day downstream.
   tables, stats and consistency after the daily log dump, which has a schedule of its own).
   Only the latest day: history stays with backfills.
 
+Freshness: the online datasets (each online group-by's daily load) and the raw log table carry a freshness
+check: the day that ended must be there by 23:00 UTC the next day, or the check fails (ERROR).
+
 `FEATURE_ASSETS_AUTOMATION=off` leaves the schedules and sensors stopped (they can still be started in the UI);
 the conditions then do nothing, since their sensor is stopped.
 """
@@ -23,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 
 from dagster import (
+    AssetCheckSeverity,
     AssetKey,
     AssetsDefinition,
     AssetSelection,
@@ -36,6 +40,8 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
+    build_sensor_for_freshness_checks,
+    build_time_partition_freshness_checks,
     map_asset_specs,
     schedule,
     sensor,
@@ -188,3 +194,22 @@ def automation_sensors(assets: Sequence[AssetsDefinition]) -> list:
             description="Materializes the latest day of an asset once its inputs of that day are updated",
         )
     ]
+
+
+# A day's partition of an online dataset or of the fetch log must be there by 23:00 UTC of the next day: about a
+# day late is a failed check.
+FRESHNESS_DEADLINE_CRON = "0 23 * * *"
+
+
+def freshness(keys: Sequence[AssetKey]) -> tuple[list, list]:
+    """Freshness checks on `keys` (daily-partitioned: the online loads and the log table) and their sensor."""
+    if not keys:
+        return [], []
+    checks = build_time_partition_freshness_checks(
+        assets=list(keys), deadline_cron=FRESHNESS_DEADLINE_CRON, severity=AssetCheckSeverity.ERROR
+    )
+    status = DefaultSensorStatus.RUNNING if automation_enabled() else DefaultSensorStatus.STOPPED
+    sensor = build_sensor_for_freshness_checks(
+        freshness_checks=checks, name="freshness_checks", default_status=status, minimum_interval_seconds=600
+    )
+    return list(checks), [sensor]

@@ -21,6 +21,7 @@ from feature_assets.compiler import load_compiled
 from feature_assets.definitions.assets import _Partitioning, asset_key, build_asset, snapshot_table_name
 from feature_assets.definitions.automation import (
     automation_sensors,
+    freshness,
     log_dump_schedules,
     offline_schedules,
     source_partition_sensor,
@@ -267,10 +268,15 @@ def build_definitions(repo: str | Path, start_date: str | None = None, resources
     )
     schedules += log_dump_schedules(next((j for j in jobs if j.name == DUMP_JOB), None))
     sensors += source_partition_sensor(graph, lister) + automation_sensors(materializable)
+    fresh = [key for a in online for key in a.keys if a.partitions_def is not None and key.path[0] == "online"]
+    fresh += [asset_key(n.table) for n in graph.values() if n.kind == LOG_TABLE and with_online]
+    freshness_checks, freshness_sensors = freshness(fresh)
+    sensors += freshness_sensors
     return Definitions(
         assets=[*materializable, *streaming],
         sensors=sensors,
         schedules=schedules,
+        asset_checks=freshness_checks,
         jobs=jobs,
         executor=in_process_executor,
         resources=resources,

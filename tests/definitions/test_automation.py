@@ -138,3 +138,22 @@ def test_a_new_source_partition_is_noticed_and_verified(repo_and_defs, tmp_path:
         assert run.success
         third = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=second.cursor, definitions=defs))
         assert not third.run_requests
+
+
+def test_a_day_late_online_dataset_or_log_fails_its_freshness_check():
+    from dagster import AssetCheckKey, AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job
+
+    from feature_assets.definitions import build_definitions
+
+    keys = [AssetKey(["online", "QUICKSTART_PURCHASES_V1_BATCH"]), AssetKey(["default", "chronon_log_table"])]
+    checks = [AssetCheckKey(key, "freshness_check") for key in keys]
+    job = define_asset_job("freshness_only", selection=AssetSelection.checks(*checks))
+    defs = Definitions.merge(
+        build_definitions(Path(__file__).resolve().parents[2] / "quickstart"), Definitions(jobs=[job])
+    )
+    with DagsterInstance.ephemeral() as instance:
+        # Nothing was ever loaded or dumped: the latest ended day of each is missing past its deadline.
+        result = defs.resolve_job_def("freshness_only").execute_in_process(instance=instance, raise_on_error=False)
+    evaluations = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {"online/QUICKSTART_PURCHASES_V1_BATCH", "default/chronon_log_table"}
+    assert all(not e.passed and e.severity.value == "ERROR" for e in evaluations.values())
