@@ -242,7 +242,10 @@ def _load_table(args: argparse.Namespace) -> int:
     try:
         dataset = dataset_of_upload_table(table)
     except NotAStatsUploadTable as error:
-        raise UsageError(f"{error}; a group-by's upload table loads with --conf <group-by> --ds <day>") from None
+        raise UsageError(
+            f"{error}, nor a consistency upload table (`<join table>_consistency_upload`); "
+            "a group-by's upload table loads with --conf <group-by> --ds <day>"
+        ) from None
     if args.ds and (args.start_ds or args.end_ds):
         raise UsageError("give --ds or --start-ds/--end-ds, not both")
     start = args.ds or args.start_ds

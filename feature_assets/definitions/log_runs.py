@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dagster import AssetKey, DagsterInstance, Definitions
 
 from feature_assets.definitions.online_runs import OnlineRun, run_of
-from feature_assets.definitions.runs import RANGE_END_TAG, RANGE_START_TAG, default_instance, run_failures
+from feature_assets.definitions.runs import execute_days, run_failures
 
 
 def materialize_logs(
@@ -24,14 +24,7 @@ def materialize_logs(
     log_level: str = "CRITICAL",
 ) -> OnlineRun:
     """Materialize log assets for the days [start_ds, end_ds] as one run of `job` (the CLI's log commands)."""
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance or default_instance(),
-        asset_selection=list(keys),
-        tags={RANGE_START_TAG: start_ds, RANGE_END_TAG: end_ds, **(tags or {})},
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        raise_on_error=False,
-        run_id=run_id,
-    )
+    result = execute_days(defs, job, keys, start_ds, end_ds, tags, instance, run_id, log_level)
     run = run_of(result)
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:

@@ -77,6 +77,29 @@ def default_instance() -> DagsterInstance:
     return DagsterInstance.get()
 
 
+def execute_days(
+    defs: Definitions,
+    job: str,
+    keys: Iterable[dagster.AssetKey],
+    start_ds: str,
+    end_ds: str,
+    tags: Mapping[str, str] | None = None,
+    instance: DagsterInstance | None = None,
+    run_id: str | None = None,
+    log_level: str = "CRITICAL",
+) -> dagster.ExecuteInProcessResult:
+    """`keys` of `job` for the days [start_ds, end_ds] as one in-process run (a single-run range), on the
+    default instance unless given, so the run is in the UI's history; failures are in the result."""
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=instance or default_instance(),
+        asset_selection=list(keys),
+        tags={RANGE_START_TAG: start_ds, RANGE_END_TAG: end_ds, **(tags or {})},
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        raise_on_error=False,
+        run_id=run_id,
+    )
+
+
 def run_log_path(run_id: str) -> Path:
     """Where a command writes a run's full log: `<DAGSTER_HOME>/logs/<run id>.log`."""
     return dagster_home() / RUN_LOGS_FOLDER / f"{run_id}.log"

@@ -15,11 +15,11 @@ overall bucket of every column together (`__all__`) is left out unless asked for
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from feature_assets.naming import dataset_name, normalize_name
+from feature_assets.online.fetch.daily_documents import replace_days
 from feature_assets.online.store import Document, KVStore
 
 UPLOAD_SUFFIX = "_consistency_upload"
@@ -72,36 +72,14 @@ def _doc(row: Mapping[str, Any]) -> Document:
 def load_consistency(store: KVStore, dataset: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Put consistency upload rows (column_name, ts, ds and the metrics) into the dataset, each day replacing
     the day's documents; returns the documents written per day. Rows must come grouped by day."""
-    written: dict[str, int] = {}
-    columns: set[str] = set()
-    day: str | None = None
-    pending: list[Document] = []
 
-    def flush() -> None:
-        if day is not None:
-            written[day] = store.replace_partition(dataset, day, pending)
-
-    for row in rows:
+    def checked(row: Mapping[str, Any]) -> Document:
         missing = [name for name in ROW_FIELDS if row.get(name) is None]
         if missing:
             raise ValueError(f"upload row of {dataset} lacks {missing}: {dict(row)}")
-        if row["ds"] != day:
-            flush()
-            if row["ds"] in written:
-                raise ValueError(f"upload rows of {dataset}: day {row['ds']} comes twice (rows must be grouped by day)")
-            day, pending = row["ds"], []
-        pending.append(_doc(row))
-        columns.add(row["column_name"])
-    flush()
-    if written:
-        index = store.get_metadata(index_key(dataset)) or {}
-        known = set(index.get("columns") or []) | columns
-        days = {
-            **(index.get("days") or {}),
-            **{ds: {"documents": n, "loaded_at": time.time()} for ds, n in written.items()},
-        }
-        store.put_metadata(index_key(dataset), {"dataset": dataset, "columns": sorted(known), "days": days})
-    return written
+        return _doc(row)
+
+    return replace_days(store, dataset, index_key(dataset), rows, checked)
 
 
 def bucket_json(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,11 @@ name). Drift merges each side's buckets per column and compares them (`statistic
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from feature_assets.naming import dataset_name, normalize_name
+from feature_assets.online.fetch.daily_documents import replace_days
 from feature_assets.online.store import Document, KVStore
 from feature_assets.statistics import ColumnSummary, DriftThresholds, drift, merge, severity
 
@@ -67,33 +67,7 @@ def _doc(row: Mapping[str, Any]) -> Document:
 def load_stats(store: KVStore, dataset: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Put upload rows (column_name, column_kind, ts, summary, ds, ...) into the dataset, each day replacing
     the day's documents; returns the documents written per day. Rows must come grouped by day."""
-    written: dict[str, int] = {}
-    columns: set[str] = set()
-    day: str | None = None
-    pending: list[Document] = []
-
-    def flush() -> None:
-        if day is not None:
-            written[day] = store.replace_partition(dataset, day, pending)
-
-    for row in rows:
-        if row["ds"] != day:
-            flush()
-            if row["ds"] in written:
-                raise ValueError(f"upload rows of {dataset}: day {row['ds']} comes twice (rows must be grouped by day)")
-            day, pending = row["ds"], []
-        pending.append(_doc(row))
-        columns.add(row["column_name"])
-    flush()
-    if written:
-        index = store.get_metadata(index_key(dataset)) or {}
-        known = set(index.get("columns") or []) | columns
-        days = {
-            **(index.get("days") or {}),
-            **{ds: {"documents": n, "loaded_at": time.time()} for ds, n in written.items()},
-        }
-        store.put_metadata(index_key(dataset), {"dataset": dataset, "columns": sorted(known), "days": days})
-    return written
+    return replace_days(store, dataset, index_key(dataset), rows, _doc)
 
 
 def _summaries(store: KVStore, dataset: str, start_ts: int, end_ts: int) -> dict[str, list[tuple[int, ColumnSummary]]]:
