@@ -19,8 +19,15 @@ from collections.abc import Mapping
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey
 
 from feature_assets.quality.consistency import ConsistencyReport, ConsistencyThresholds
+from feature_assets.quality.consistency_trend import TRAILING_DAYS, TrendReport
 
 CONSISTENCY_CHECK = "consistency_drift"
+CONSISTENCY_TREND_CHECK = "consistency_trend"
+TREND_DESCRIPTION = (
+    f"each feature's mismatch rate of the day against the trailing {TRAILING_DAYS} days (PSI, Jensen-Shannon and "
+    "Hellinger of agreeing/mismatching values, graded by the drift thresholds): WARN when it rose by a drift "
+    "level; the consistency_drift check owns ERROR"
+)
 CHECK_DESCRIPTION = (
     "each feature's mismatch rate and smape (served against recomputed values) against the join's consistency "
     "thresholds: WARN from a warn level, ERROR from a fail level"
@@ -29,6 +36,10 @@ CHECK_DESCRIPTION = (
 
 def consistency_check_spec(key: AssetKey, blocking: bool = False) -> AssetCheckSpec:
     return AssetCheckSpec(CONSISTENCY_CHECK, asset=key, description=CHECK_DESCRIPTION, blocking=blocking)
+
+
+def consistency_trend_check_spec(key: AssetKey) -> AssetCheckSpec:
+    return AssetCheckSpec(CONSISTENCY_TREND_CHECK, asset=key, description=TREND_DESCRIPTION)
 
 
 def _put(metadata: dict, key: str, value: float | None) -> None:
@@ -77,6 +88,34 @@ def consistency_check(
         check_name=CONSISTENCY_CHECK,
         passed=report.level == "PASS",
         severity=AssetCheckSeverity.ERROR if report.level == "ERROR" else AssetCheckSeverity.WARN,
+        description="\n".join(lines),
+        metadata=metadata,
+    )
+
+
+def trend_metadata(report: TrendReport, prefix: str = "") -> dict[str, float]:
+    """A day's trend as floats: per feature the trailing week's mismatch rate, the change and the drift metrics."""
+    metadata: dict[str, float] = {f"{prefix}trend/trailing_days": float(report.trailing_days)}
+    for column in report.columns:
+        _put(metadata, f"{prefix}trend/{column.column}/trailing_mismatch_rate", column.trailing_mismatch_rate)
+        _put(metadata, f"{prefix}trend/{column.column}/change", column.change)
+        _put(metadata, f"{prefix}trend/{column.column}/psi", column.psi)
+        _put(metadata, f"{prefix}trend/{column.column}/jensen_shannon", column.jensen_shannon)
+        _put(metadata, f"{prefix}trend/{column.column}/hellinger", column.hellinger)
+    return metadata
+
+
+def consistency_trend_check(reports: Mapping[str, TrendReport]) -> AssetCheckResult:
+    """The trend check of a run: fails (WARN) when a feature of any day drifted from its trailing week."""
+    flagged = [report for _, report in sorted(reports.items()) if report.level != "PASS"]
+    lines = [report.description for report in flagged] or [report.description for _, report in sorted(reports.items())]
+    metadata: dict = {}
+    for ds, report in sorted(reports.items()):
+        metadata.update(trend_metadata(report, prefix=f"{ds}/" if len(reports) > 1 else ""))
+    return AssetCheckResult(
+        check_name=CONSISTENCY_TREND_CHECK,
+        passed=not flagged,
+        severity=AssetCheckSeverity.WARN,
         description="\n".join(lines),
         metadata=metadata,
     )

@@ -34,7 +34,14 @@ from dagster import (
     define_asset_job,
 )
 
-from feature_assets.checks.consistency import consistency_check, consistency_check_spec, report_metadata
+from feature_assets.checks.consistency import (
+    consistency_check,
+    consistency_check_spec,
+    consistency_trend_check,
+    consistency_trend_check_spec,
+    report_metadata,
+    trend_metadata,
+)
 from feature_assets.definitions.assets import asset_key
 from feature_assets.definitions.columns import DS, UNKNOWN_TYPE, definition_columns
 from feature_assets.definitions.graph import BOOTSTRAP, JOIN_PART, LOGGED, Edge, Node
@@ -48,6 +55,7 @@ from feature_assets.quality.consistency_tables import (
     consistency_upload_table,
     upload_frame,
 )
+from feature_assets.quality.consistency_trend import consistency_trend, trailing_days
 from feature_assets.resources.spark import SparkResource
 from feature_assets.resources.warehouse import WarehouseResource
 from feature_assets.storage import Warehouse, date_range
@@ -299,7 +307,7 @@ def _consistency_asset(join: Join, partitions_def: PartitionsDefinition, blockin
             "within the sketch bound of approximate aggregations), smape and percentiles of the differences; "
             f"`{ALL_COLUMNS}` rows sum every column."
         ),
-        check_specs=[consistency_check_spec(key, blocking)],
+        check_specs=[consistency_check_spec(key, blocking), consistency_trend_check_spec(key)],
         metadata={
             "table": table,
             "config": join.name,
@@ -317,11 +325,18 @@ def _consistency_asset(join: Join, partitions_def: PartitionsDefinition, blockin
         except ValueError as error:
             raise Failure(str(error)) from None
         store.write_partitions(metrics, table, start, end)
-        rows = [row.asDict() for row in store.read(table, start, end).collect()]  # a row per (hour, column)
+        # A row per (day, hour, column), from the week before the range on: each day's trailing week.
+        history = [row.asDict() for row in store.read(table, trailing_days(start)[0], end).collect()]
+        rows = [row for row in history if row["ds"] >= start]
         per_day = {ds: [row for row in rows if row["ds"] == ds] for ds in date_range(start, end)}
         reports = {ds: consistency_severity(day_rows, thresholds) for ds, day_rows in per_day.items()}
+        trends = {}
         for ds, report in reports.items():
+            first, last = trailing_days(ds)
+            trailing = [row for row in history if first <= row["ds"] <= last]
+            trends[ds] = consistency_trend(ds, per_day[ds], trailing)
             metadata: dict = {"dagster/row_count": len(per_day[ds]), **report_metadata(report)}
+            metadata.update(trend_metadata(trends[ds]))
             metadata["consistency"] = report.level
             context.add_asset_metadata(metadata, partition_key=ds)
         overall = consistency_severity(rows, thresholds)
@@ -335,7 +350,7 @@ def _consistency_asset(join: Join, partitions_def: PartitionsDefinition, blockin
                 "summary": overall.description,
                 "seconds": round(time.monotonic() - started, 2),
             },
-            check_results=[consistency_check(overall, thresholds, reports)],
+            check_results=[consistency_check(overall, thresholds, reports), consistency_trend_check(trends)],
         )
 
     return consistency

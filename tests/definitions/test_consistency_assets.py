@@ -14,7 +14,7 @@ import pytest
 from dagster import AssetCheckSeverity, AssetKey, DailyPartitionsDefinition, materialize
 from support.paths import QUICKSTART_PRODUCTION
 
-from feature_assets.checks.consistency import CONSISTENCY_CHECK
+from feature_assets.checks.consistency import CONSISTENCY_CHECK, CONSISTENCY_TREND_CHECK
 from feature_assets.compiler import load_compiled
 from feature_assets.definitions.consistency_assets import (
     comparison_asset_key,
@@ -104,15 +104,15 @@ def checked(spark, tmp_path_factory):
     assets = consistency_assets(graph, partitions)
     resources = {"spark": SparkResource(), "warehouse": WarehouseResource(root=warehouse_root)}
 
-    def run(keys=None):
-        tags = {RANGE_START_TAG: DAY, RANGE_END_TAG: DAY}
+    def run(keys=None, start=DAY):
+        tags = {RANGE_START_TAG: start, RANGE_END_TAG: DAY}
         return materialize(assets, resources=resources, tags=tags, selection=keys, raise_on_error=False)
 
     return run, warehouse, join, graph, assets
 
 
-def _check(result):
-    return next(e for e in result.get_asset_check_evaluations() if e.check_name == CONSISTENCY_CHECK)
+def _check(result, name=CONSISTENCY_CHECK):
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
 
 
 def _day_metadata(result, key: AssetKey) -> dict:
@@ -163,6 +163,25 @@ def test_served_values_pass_and_a_perturbed_feature_fails_with_error(checked, sp
     assert sum(r["mismatch"] for r in rows) == 3 and sum(r["left_null"] for r in rows) == 0
 
 
+def test_a_feature_that_starts_to_disagree_is_reported_against_the_trailing_week(checked, spark):
+    run, warehouse, join, _, _ = checked
+    before = "2023-11-03"
+    write_served_log(spark, warehouse, join, before)
+    write_served_log(spark, warehouse, join, DAY, perturbed=PRICE)
+    result = run(start=before)
+    assert result.success
+    trend = _check(result, CONSISTENCY_TREND_CHECK)
+    assert not trend.passed and trend.severity == AssetCheckSeverity.WARN
+    assert trend.description.startswith(f"{DAY}: WARN {PRICE}: mismatch rate 0.03 against 0 over the trailing week")
+    assert REFUND not in trend.description and before not in trend.description
+    metadata = {name: entry.value for name, entry in trend.metadata.items()}
+    assert metadata[f"{before}/trend/trailing_days"] == 0.0 and metadata[f"{DAY}/trend/trailing_days"] == 1.0
+    assert metadata[f"{DAY}/trend/{PRICE}/change"] == pytest.approx(0.03)
+    assert metadata[f"{DAY}/trend/{PRICE}/psi"] > 0.1 and metadata[f"{DAY}/trend/{REFUND}/psi"] == 0.0
+    day = _day_metadata(result, consistency_asset_key(join))
+    assert day[f"trend/{PRICE}/trailing_mismatch_rate"] == 0.0
+
+
 def test_lineage_and_jobs(checked):
     _, _, join, graph, assets = checked
     specs = {spec.key: spec for a in assets for spec in a.specs}
@@ -178,10 +197,11 @@ def test_lineage_and_jobs(checked):
     assert {d.asset_key for d in specs[consistency_asset_key(join)].deps} >= {comparison_asset_key(join)}
     assert {d.asset_key for d in specs[consistency_upload_asset_key(join)].deps} == {consistency_asset_key(join)}
     checks = [c for a in assets for c in a.check_specs]
-    assert [(c.name, c.asset_key) for c in checks] == [(CONSISTENCY_CHECK, consistency_asset_key(join))]
-    assert not checks[0].blocking
+    key = consistency_asset_key(join)
+    assert [(c.name, c.asset_key) for c in checks] == [(CONSISTENCY_CHECK, key), (CONSISTENCY_TREND_CHECK, key)]
+    assert not any(c.blocking for c in checks)
     blocking = consistency_assets(graph, DailyPartitionsDefinition(start_date=FIRST_DAY), blocking=True)
-    assert all(c.blocking for a in blocking for c in a.check_specs)
+    assert [c.name for a in blocking for c in a.check_specs if c.blocking] == [CONSISTENCY_CHECK]
     assert [job.name for job in consistency_jobs(graph)] == ["compute_consistency"]
 
 
