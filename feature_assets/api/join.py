@@ -121,6 +121,7 @@ class Join:
         stats_sample_percent: float | None = None,
         drift_reference: str | dict | None = None,
         drift_thresholds: dict | None = None,
+        consistency_thresholds: dict | None = None,
         **kwargs,
     ):
         self.left = left
@@ -155,6 +156,9 @@ class Join:
         self.stats_sample_percent = stats_sample_percent
         self.drift_reference = drift_reference
         self.drift_thresholds = dict(drift_thresholds) if drift_thresholds is not None else None
+        # Warn and fail levels of the consistency check overriding the defaults, e.g. {"mismatch_rate_fail": 0.02}
+        # (mismatch_rate_warn/fail, smape_warn/fail; see quality.consistency.ConsistencyThresholds).
+        self.consistency_thresholds = dict(consistency_thresholds) if consistency_thresholds is not None else None
         self.unknown_arguments = dict(kwargs)
         self._module_globals = creation_module_globals()
 

@@ -146,6 +146,8 @@ def join_dict(
         meta["driftReference"] = join.drift_reference
     if join.drift_thresholds is not None:
         meta["driftThresholds"] = join.drift_thresholds
+    if join.consistency_thresholds is not None:
+        meta["consistencyThresholds"] = join.consistency_thresholds
     return {
         "metaData": meta,
         "left": source_dict(join.left, join_of),

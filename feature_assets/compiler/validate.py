@@ -19,7 +19,7 @@ from feature_assets.model import (
     Query,
     StagingQuery,
 )
-from feature_assets.model.configs import DRIFT_REFERENCES
+from feature_assets.model.configs import DEFAULT_CONSISTENCY_THRESHOLDS, DRIFT_REFERENCES
 from feature_assets.model.topics import TopicSpecError, parse_topic
 from feature_assets.sql.expressions import unsupported_reason
 from feature_assets.statistics.drift import METRICS as DRIFT_METRICS
@@ -341,6 +341,7 @@ def validate_join(compiled: dict, file: str) -> None:
         if percent is not None and not 0 <= float(percent) <= 100:
             _fail(file, name, field, f"must lie in [0, 100], got {percent}")
     validate_stats_settings(join, file)
+    validate_consistency_thresholds(join, file)
     validate_schedule(file, name, join.meta)
     all_columns = (available_left or []) + join.feature_columns
     validate_unique(file, name, "right_parts", all_columns)
@@ -352,6 +353,28 @@ def validate_join(compiled: dict, file: str) -> None:
         join.derivations,
         all_columns if available_left is not None else join.feature_columns + sorted(referenced),
     )
+
+
+CONSISTENCY_METRICS = ("mismatch_rate", "smape")  # the levels of DEFAULT_CONSISTENCY_THRESHOLDS
+
+
+def validate_consistency_thresholds(join: Join, file: str) -> None:
+    """Known names, numbers, 0 <= warn <= fail for each metric (unnamed levels keep their defaults)."""
+    name, thresholds = join.name, join.meta.consistency_thresholds
+    known = {f"{metric}_{level}" for metric in CONSISTENCY_METRICS for level in ("warn", "fail")}
+    unknown = sorted(set(thresholds) - known)
+    if unknown:
+        _fail(
+            file, name, "consistency_thresholds", f"unknown threshold(s) {unknown}; expected names in {sorted(known)}"
+        )
+    for key, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            _fail(file, name, f"consistency_thresholds.{key}", f"must be a number >= 0, got {value!r}")
+    levels = {**DEFAULT_CONSISTENCY_THRESHOLDS, **thresholds}
+    for metric in CONSISTENCY_METRICS:
+        warn, fail = levels[f"{metric}_warn"], levels[f"{metric}_fail"]
+        if warn > fail:
+            _fail(file, name, "consistency_thresholds", f"{metric}: warn level {warn} is above fail level {fail}")
 
 
 def validate_stats_settings(join: Join, file: str) -> None:

@@ -26,6 +26,13 @@ GROUP_BYS, JOINS, STAGING_QUERIES = "group_bys", "joins", "staging_queries"
 KINDS = (GROUP_BYS, JOINS, STAGING_QUERIES)
 TEMPORAL, SNAPSHOT = "TEMPORAL", "SNAPSHOT"
 DEFAULT_SCHEDULE = "@daily"
+# The consistency check's levels (a join's `consistency_thresholds` override them by name).
+DEFAULT_CONSISTENCY_THRESHOLDS = {
+    "mismatch_rate_warn": 0.001,
+    "mismatch_rate_fail": 0.01,
+    "smape_warn": 0.001,
+    "smape_fail": 0.01,
+}
 DEFAULT_CONSISTENCY_SAMPLE_PERCENT = 5.0
 # The share of a join's rows its daily stats summarize (Chronon's summary jobs sample 10% too): sketches of
 # 10% of the rows keep percentiles within about 1% in rank at 50k rows a day, at a tenth of the cost.
@@ -300,6 +307,7 @@ class MetaData:
     stats_sample_percent: float | None = None
     drift_reference: Any = None  # None (previous day), a name of DRIFT_REFERENCES, or {"start_ds", "end_ds"}
     drift_thresholds: Mapping[str, float] = field(default_factory=dict)
+    consistency_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Json) -> MetaData:
@@ -322,6 +330,7 @@ class MetaData:
             data.get("statsSamplePercent"),
             data.get("driftReference"),
             _map(data.get("driftThresholds")),
+            _map(data.get("consistencyThresholds")),
         )
 
     @property

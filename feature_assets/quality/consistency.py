@@ -51,7 +51,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from feature_assets.aggregation.ir import CPC_LG_K
-from feature_assets.model.configs import Join
+from feature_assets.model.configs import DEFAULT_CONSISTENCY_THRESHOLDS, Join
 from feature_assets.model.logs import ABSENT_FIELDS_COLUMN
 from feature_assets.quality.comparison import (
     DEFAULT_KLL_K,
@@ -422,10 +422,10 @@ class ConsistencyThresholds:
     engine does not give), smape 0.001 / 0.01 (values off by 0.1% / 1% on average).
     """
 
-    mismatch_rate_warn: float = 0.001
-    mismatch_rate_fail: float = 0.01
-    smape_warn: float = 0.001
-    smape_fail: float = 0.01
+    mismatch_rate_warn: float = DEFAULT_CONSISTENCY_THRESHOLDS["mismatch_rate_warn"]
+    mismatch_rate_fail: float = DEFAULT_CONSISTENCY_THRESHOLDS["mismatch_rate_fail"]
+    smape_warn: float = DEFAULT_CONSISTENCY_THRESHOLDS["smape_warn"]
+    smape_fail: float = DEFAULT_CONSISTENCY_THRESHOLDS["smape_fail"]
 
     def __post_init__(self) -> None:
         for metric in ("mismatch_rate", "smape"):

@@ -35,9 +35,7 @@ def consistency_upload_table(join: Join) -> str:
 
 def consistency_thresholds(join: Join) -> ConsistencyThresholds:
     """The join's warn and fail levels (its compiled `metaData.consistencyThresholds` over the defaults)."""
-    configured = getattr(join.meta, "consistency_thresholds", None) or join.raw.get("metaData", {}).get(
-        THRESHOLDS_FIELD
-    )
+    configured = join.meta.consistency_thresholds or join.raw.get("metaData", {}).get(THRESHOLDS_FIELD)
     try:
         return ConsistencyThresholds.from_mapping(configured)
     except ValueError as error:

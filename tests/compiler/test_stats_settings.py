@@ -1,4 +1,4 @@
-"""A join's stats settings (sample share, drift reference, drift thresholds): kept in the compiled JSON, read
+"""A join's stats settings (sample share, drift reference, drift thresholds) and consistency thresholds: kept in the compiled JSON, read
 by the model with their defaults, and refused with the field named when invalid. Pure Python."""
 
 from __future__ import annotations
@@ -63,6 +63,19 @@ def test_settings_are_kept_and_read(tmp_path):
     assert trailing.drift_reference == ("trailing_7_days", None, None)
 
 
+def test_consistency_thresholds_are_kept_and_read_over_the_defaults(tmp_path):
+    from feature_assets.quality.consistency import ConsistencyThresholds
+    from feature_assets.quality.consistency_tables import consistency_thresholds
+
+    assert "consistencyThresholds" not in _compile(tmp_path, "")["metaData"]
+    assert consistency_thresholds(Join.from_json(_compile(tmp_path, ""))) == ConsistencyThresholds()
+    compiled = _compile(tmp_path, ", consistency_thresholds={'mismatch_rate_warn': 0.02, 'mismatch_rate_fail': 0.05}")
+    assert compiled["metaData"]["consistencyThresholds"] == {"mismatch_rate_warn": 0.02, "mismatch_rate_fail": 0.05}
+    thresholds = consistency_thresholds(Join.from_json(compiled))
+    assert thresholds == ConsistencyThresholds(mismatch_rate_warn=0.02, mismatch_rate_fail=0.05)
+    assert (thresholds.smape_warn, thresholds.smape_fail) == (0.001, 0.01)
+
+
 @pytest.mark.parametrize(
     "extra, field, message",
     [
@@ -74,6 +87,10 @@ def test_settings_are_kept_and_read(tmp_path):
         (", drift_thresholds={'js_warn': 0.1}", "drift_thresholds", "unknown threshold"),
         (", drift_thresholds={'psi_warn': 'high'}", "drift_thresholds.psi_warn", "must be a number"),
         (", drift_thresholds={'psi_warn': 0.5, 'psi_fail': 0.2}", "drift_thresholds", "warn (0.5) <= fail (0.2)"),
+        (", consistency_thresholds={'mismatch_warn': 0.1}", "consistency_thresholds", "unknown threshold"),
+        (", consistency_thresholds={'smape_fail': '1%'}", "consistency_thresholds.smape_fail", "must be a number"),
+        (", consistency_thresholds={'smape_fail': -1}", "consistency_thresholds.smape_fail", "must be a number >= 0"),
+        (", consistency_thresholds={'mismatch_rate_warn': 0.05}", "consistency_thresholds", "above fail level 0.01"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_field(tmp_path, extra, field, message):
