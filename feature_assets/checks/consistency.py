@@ -78,7 +78,7 @@ def consistency_check(
     if len(days) > 1:
         for ds, day in sorted(days.items()):
             if day.level != "PASS":
-                lines.append(f"{ds} {day.level}: {day.description}")
+                lines.extend(f"{ds}: {line}" for line in day.description.splitlines())
     metadata: dict = report_metadata(report)
     if len(days) > 1:
         for ds, day in sorted(days.items()):

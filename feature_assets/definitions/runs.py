@@ -77,6 +77,10 @@ def default_instance() -> DagsterInstance:
     return DagsterInstance.get()
 
 
+# The name Dagster gives the checks of `build_time_partition_freshness_checks`.
+FRESHNESS_CHECK = "freshness_check"
+
+
 def execute_days(
     defs: Definitions,
     job: str,
@@ -206,14 +210,15 @@ def missing_inputs(sources: Iterable[Node], start_ds: str, end_ds: str, listing:
     """The source partitions of [start_ds, end_ds] that are not there, by the rule the source assets apply.
 
     Each source asset of a backfill materializes the same range as the target and fails on a missing day;
-    an optional source (a join's log table) may be missing as a whole. Earlier days that windows reach back
-    to are not required: an aggregation over days before the data starts sees fewer events, not an error.
+    an optional source (a join's log table) may miss days or be missing as a whole (read as empty). Earlier
+    days that windows reach back to are not required: an aggregation over days before the data starts sees
+    fewer events, not an error.
     """
     found = []
     for node in sources:
         present = set(listing.partitions(node.table))
         missing = [ds for ds in date_range(start_ds, end_ds) if ds not in present]
-        if missing and not (node.optional and not present):
+        if missing and not node.optional:
             found.append(MissingPartitions(node.table, missing, listing.table_path(node.table)))
     return found
 

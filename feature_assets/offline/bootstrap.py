@@ -151,17 +151,23 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
     column: the first non-null value by priority (null where no matching part has one)."""
     per_column: dict[str, list[str]] = {}
     sources = join.bootstrap_sources
-    enriched = F.broadcast(frame) if sources and frame.count() <= BROADCAST_LEFT_ROWS else frame
+    narrow = bool(sources) and frame.count() <= BROADCAST_LEFT_ROWS
+    enriched = frame
     for source in sources:
         values, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
         if values is None or not provided:
             continue
         tag = f"{source.priority}"
+        keys = [f"__b{tag}_{k}" for k in (*source.key_columns, "ds")]
         renamed = values.select(
             *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
             *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
         )
-        enriched = renamed.join(enriched, _match_condition(source, tag), "right")
+        condition = _match_condition(source, tag)
+        if narrow and not per_column:
+            enriched = _broadcast_left_join(renamed, enriched, condition, keys)
+        else:
+            enriched = renamed.join(enriched, condition, "right")
         for column in provided:
             per_column.setdefault(column, []).append(f"__b{tag}__{column}")
     if not per_column:
@@ -170,6 +176,16 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
         *frame.columns,
         *[F.coalesce(*[F.col(c) for c in names]).alias(column) for column, names in per_column.items()],
     )
+
+
+def _broadcast_left_join(values: DataFrame, left: DataFrame, condition: Column, keys: list[str]) -> DataFrame:
+    """`values.join(left, condition, "right")` for a `left` small enough to broadcast, without shuffling the wide
+    `values`: an outer join cannot build on the side it keeps, so the matched rows come from an inner join
+    built on the broadcast `left` and the rows without a match from an anti join on the values' keys alone."""
+    matched = values.join(F.broadcast(left), condition, "inner")
+    unmatched = left.join(values.select(*keys), condition, "left_anti")
+    absent = [F.lit(None).cast(field.dataType).alias(field.name) for field in values.schema.fields]
+    return matched.unionByName(unmatched.select(*absent, *left.columns))
 
 
 def enrich_left(

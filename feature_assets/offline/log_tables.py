@@ -470,11 +470,14 @@ def _map_key_types(
 def _latest_per_row_id(frame: DataFrame, join: Join, fields: list[str]) -> DataFrame:
     """One row per row id and day: a request id fetched twice keeps its latest logged values (the table feeds
     bootstrap, which matches left rows by row id and refuses duplicates). Ties in time keep the greatest hash,
-    so a refill gives the same row."""
+    then the greatest values (as JSON), so a refill gives the same row."""
     row_ids = [r for r in join.row_ids if r in fields]
     if not row_ids or len(row_ids) != len(join.row_ids):
         return frame
-    order = Window.partitionBy(*row_ids, PARTITION_COLUMN).orderBy(F.col("ts").desc(), F.col(SCHEMA_HASH_COLUMN).desc())
+    values = F.to_json(F.struct(*[F.col(c) for c in fields]))
+    order = Window.partitionBy(*row_ids, PARTITION_COLUMN).orderBy(
+        F.col("ts").desc(), F.col(SCHEMA_HASH_COLUMN).desc(), values.desc()
+    )
     latest = frame.withColumn("_rank", F.row_number().over(order))
     return latest.where(F.col("_rank") == 1).drop("_rank")
 

@@ -536,7 +536,7 @@ def consistency_severity(
     elif not flagged:
         description = f"{len(results)} columns consistent"
     else:
-        description = "; ".join(f"{r.level} {r.text()}" for r in flagged)
+        description = "\n".join(f"{r.level} {r.text()}" for r in flagged)  # a line per feature
     if overall is not None:
         description += f" (overall mismatch rate {_number(overall.mismatch_rate)})"
     return ConsistencyReport(SEVERITIES[worst_level], results, overall, description)

@@ -124,5 +124,5 @@ def consistency_trend(
     elif not flagged:
         description = f"{ds}: {len(columns)} columns as consistent as over the trailing {days_seen} days"
     else:
-        description = f"{ds}: " + "; ".join(f"{c.level} {c.text()}" for c in flagged)
+        description = "\n".join(f"{ds}: {c.level} {c.text()}" for c in flagged)
     return TrendReport(ds, SEVERITIES[worst], columns, days_seen, description)

@@ -77,7 +77,7 @@ def test_a_python_error_keeps_its_class_name():
     assert error_lines(error("KeyError", "KeyError: 'amount'\n")) == ["KeyError: 'amount'"]
 
 
-def test_inputs_are_the_source_days_of_the_range_and_an_optional_table_may_be_absent(tmp_path):
+def test_inputs_are_the_source_days_of_the_range_and_an_optional_table_may_miss_days(tmp_path):
     for ds in ("2024-01-01", "2024-01-02"):
         (tmp_path / "data" / "clicks" / f"ds={ds}").mkdir(parents=True)
     graph = {
@@ -97,3 +97,6 @@ def test_inputs_are_the_source_days_of_the_range_and_an_optional_table_may_be_ab
         listing.table_path("data.clicks"),
     )
     assert gap.message.startswith("source table 'data.clicks' has no partition for 2 day(s): 2024-01-03, 2024-01-04")
+    # A log table with some days dumped: the others are read as empty (nothing to stitch), not refused.
+    (tmp_path / "data" / "log" / "ds=2024-01-01").mkdir(parents=True)
+    assert missing_inputs(sources, "2024-01-01", "2024-01-02", listing) == []

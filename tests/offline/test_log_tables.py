@@ -388,3 +388,24 @@ def test_the_assets_dump_build_the_schema_table_and_flatten_through_dagster(tmp_
         assert "refund_amt_by_product map<string,double>" in record.metadata["columns"].value
         check = AssetCheckKey(logged_key, SCHEMA_CHANGE_CHECK)
         assert instance.event_log_storage.get_latest_asset_check_execution_by_key([check])[check] is not None
+
+
+def test_a_request_logged_twice_at_the_same_time_keeps_the_same_row_whatever_the_input_order(
+    spark, quickstart_compiled
+):
+    from feature_assets.offline.log_tables import _latest_per_row_id
+
+    join = quickstart_compiled.joins[JOIN_NAME]
+    assert join.row_ids == ("request_id",) or list(join.row_ids) == ["request_id"]
+    schema = "schema_hash string, ts bigint, request_id string, price bigint, last array<bigint>, ds string"
+    rows = [("h", 5, "r-1", value, [value, None], "2023-11-29") for value in (3, 11, 7)] + [
+        ("h", 4, "r-1", 99, None, "2023-11-29"),  # older
+        ("h", 5, "r-2", None, [], "2023-11-29"),
+    ]
+    kept = set()
+    for seed in range(4):
+        random.Random(seed).shuffle(rows)
+        frame = spark.createDataFrame(rows, schema).repartition(3)
+        latest = _latest_per_row_id(frame, join, ["request_id", "price", "last"])
+        kept.add(tuple(sorted((r["request_id"], r["price"]) for r in latest.collect())))
+    assert kept == {(("r-1", 7), ("r-2", None))}  # the latest time, then the greatest values as JSON
