@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         load_batch(BATCH_DAY)
         feature_assets("metadata-upload", "--conf", JOIN)
 
+        from feature_assets.resources.kafka import KafkaResource
+
+        KafkaResource.from_environment().ensure_topics(["events.returns"], partitions=2)  # as a cluster has it
         print(f"# {DAY}: the streaming job runs (in the background) while the day's returns arrive and are served")
         with streaming_job(folder / "streaming.log") as applied:
             produced = feature_assets(
