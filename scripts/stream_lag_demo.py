@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 FIRST_DAY, BATCH_DAY, DAY, LAG_DAY = "2023-11-01", "2023-11-03", "2023-11-04", "2023-11-05"
 JOIN = "production/joins/quickstart/training_set.v2"
 RETURNS = "production/group_bys/quickstart/returns.v1"
-MAX_LINES = 14
+MAX_LINES = 30
 
 
 def feature_assets(

@@ -334,7 +334,7 @@ def _consistency_asset(join: Join, partitions_def: PartitionsDefinition, blockin
         for ds, report in reports.items():
             first, last = trailing_days(ds)
             trailing = [row for row in history if first <= row["ds"] <= last]
-            trends[ds] = consistency_trend(ds, per_day[ds], trailing)
+            trends[ds] = consistency_trend(ds, per_day[ds], trailing, join.drift_thresholds)
             metadata: dict = {"dagster/row_count": len(per_day[ds]), **report_metadata(report)}
             metadata.update(trend_metadata(trends[ds]))
             metadata["consistency"] = report.level

@@ -4,7 +4,8 @@ A feature whose served values have always disagreed a little (a known sketch err
 one that starts to disagree is. Per compared column, the day's outcome distribution (values that agree,
 values that mismatch) is compared with the same distribution over the `TRAILING_DAYS` days before it that have
 a `{join}_consistency` partition, by the stats drift metrics (`statistics.drift`: PSI, Jensen-Shannon,
-Hellinger over the two bins) and graded by `DriftThresholds`. A column is only graded when the trailing week
+Hellinger over the two bins) and graded by `DriftThresholds`: a column reaching a warn or fail level is WARN
+(the `consistency_drift` check grades the rate itself up to ERROR). A column is only graded when the trailing week
 compared at least one value and the day's rate is above the trailing rate: fewer mismatches are not drift to
 act on. Without a trailing week (the first day) nothing is graded.
 """
@@ -103,7 +104,8 @@ def consistency_trend(
                 "hellinger": hellinger(current, reference),
             }
             if rate is not None and trailing_rate is not None and rate > trailing_rate:
-                level = severity(metrics, thresholds)
+                # A warning at most: the consistency_drift check owns ERROR for the rate itself.
+                level = "WARN" if severity(metrics, thresholds) != "PASS" else "PASS"
         columns.append(
             ColumnTrend(
                 column,
