@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import uuid
 
 import pytest
 
@@ -21,7 +20,6 @@ from feature_assets.online.fetch.consistency import (
     join_consistency_dataset,
     load_consistency,
 )
-from feature_assets.online.store import InMemoryKVStore, MongoKVStore
 
 HOUR = 3_600_000
 DAY = 86_400_000
@@ -29,26 +27,6 @@ START = 1_698_796_800_000  # 2023-11-01
 DATASET = "QUICKSTART_TRAINING_SET_V2_CONSISTENCY"
 COLUMNS = ["quickstart_purchases_v1_purchase_price_sum_3d", "quickstart_returns_v1_refund_amt_last2"]
 FIRST_FIELDS = ["ts", "total", "mismatch", "both_null", "left_null", "right_null", "smape"]
-
-
-@pytest.fixture(scope="module")
-def mongo_uri(tmp_path_factory):
-    from feature_assets.dev.services.local import local_services
-
-    with local_services(tmp_path_factory.mktemp("consistency-store"), mongo=True, kafka=False) as services:
-        yield services.mongo_uri
-
-
-@pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.services)])
-def store(request):
-    if request.param == "memory":
-        yield InMemoryKVStore()
-        return
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    mongo = MongoKVStore.from_uri(request.getfixturevalue("mongo_uri"), name)
-    yield mongo
-    mongo.db.client.drop_database(name)
-    mongo.close()
 
 
 def upload_rows(seed: int, days: int = 3) -> list[dict]:

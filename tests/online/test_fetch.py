@@ -174,14 +174,6 @@ ONLINE_JOIN = config_from_json(JOINS, JOIN)
 TEMPORAL_GB, SNAPSHOT_GB, ENTITY_GB = (part.group_by for part in ONLINE_JOIN.join_parts)
 
 
-@pytest.fixture(scope="module")
-def mongo_uri(tmp_path_factory):
-    from feature_assets.dev.services.local import local_services
-
-    with local_services(tmp_path_factory.mktemp("online-fetch"), mongo=True, kafka=False) as services:
-        yield services.mongo_uri
-
-
 def sketch_ok(column: str, got, expected, history: list) -> bool:
     """Unwindowed sketches (the batch head is a CPC / KLL sketch) within their error of the exact values."""
     if got is None or expected is None:

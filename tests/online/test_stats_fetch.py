@@ -4,8 +4,6 @@ Fetcher's methods and the HTTP routes; on the in-memory fake and the real MongoD
 
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -21,33 +19,13 @@ from feature_assets.online.fetch.stats import (
     stats_drift,
     time_range,
 )
-from feature_assets.online.store import InMemoryKVStore, MongoKVStore
+from feature_assets.online.store import InMemoryKVStore
 from feature_assets.statistics import DriftThresholds, drift, numeric_summary, severity, summarize
 
 HOUR = 3_600_000
 DAY = 86_400_000
 DATASET = "QUICKSTART_TRAINING_SET_V2_DAILY_STATS"
 START = 1_698_796_800_000  # 2023-11-01
-
-
-@pytest.fixture(scope="module")
-def mongo_uri(tmp_path_factory):
-    from feature_assets.dev.services.local import local_services
-
-    with local_services(tmp_path_factory.mktemp("stats-store"), mongo=True, kafka=False) as services:
-        yield services.mongo_uri
-
-
-@pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.services)])
-def store(request):
-    if request.param == "memory":
-        yield InMemoryKVStore()
-        return
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    mongo = MongoKVStore.from_uri(request.getfixturevalue("mongo_uri"), name)
-    yield mongo
-    mongo.db.client.drop_database(name)
-    mongo.close()
 
 
 def _values(seed: int) -> dict[tuple[int, str], np.ndarray]:

@@ -46,14 +46,6 @@ from feature_assets.online.store import (
 from feature_assets.online.streaming_writer import StreamingWriter
 
 
-@pytest.fixture(scope="session")
-def mongo_uri(tmp_path_factory):
-    from feature_assets.dev.services.local import local_services
-
-    with local_services(tmp_path_factory.mktemp("online-store"), mongo=True, kafka=False) as services:
-        yield services.mongo_uri
-
-
 @pytest.fixture
 def mongo_store(mongo_uri):
     name = f"t_{uuid.uuid4().hex[:10]}"
