@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import threading
@@ -23,6 +24,8 @@ from support.paths import QUICKSTART
 from support.streaming import RETURNS_COLUMNS, RETURNS_TOPIC, csv_lines, produce
 
 from feature_assets.dev.datagen.parquet_tables import read_table
+from feature_assets.online.batch_encoding import end_of_day_millis
+from feature_assets.quality.consistency import ALL_COLUMNS
 
 pytestmark = [pytest.mark.spark, pytest.mark.services]
 
@@ -32,6 +35,9 @@ RETURNS_CONF = "production/group_bys/quickstart/returns.v1"
 PURCHASES_CONF = "production/group_bys/quickstart/purchases.v1"
 SCHEMA_CONF = "production/group_bys/quickstart/schema.v1"
 CONSISTENCY_TABLE = "default.quickstart_training_set_v2_consistency"
+UPLOAD_TABLE = "default.quickstart_training_set_v2_consistency_upload"
+JOIN_NAME = "quickstart/training_set.v2"
+HOUR = 3_600_000
 PURCHASE_PREFIX, RETURN_PREFIX = "quickstart_purchases_v1_", "quickstart_returns_v1_"
 
 
@@ -202,4 +208,20 @@ def test_events_the_stopped_stream_did_not_apply_show_as_temporal_mismatch(repo)
     # The returns counted in the last 3 days miss the day's earlier returns for most users who had one.
     assert any(c.endswith("_count_3d") for c in lagging), lagging
     for column in lagging:
-        assert f"ERROR {column}: mismatch rate" in output or "more lines" in output, output
+        assert f"    ERROR {column}: mismatch rate {temporal[column]['mismatch'] / fetched:.4g} (" in output, output
+    assert "check consistency_trend of default/quickstart_training_set_v2_consistency: WARN" in output, output
+
+    # The numbers online: the upload table loaded by name, fetched per feature and hour.
+    loaded = repo.cli("load", "--table", UPLOAD_TABLE)
+    for ds in (DAY, LAG_DAY):
+        assert f"loaded {UPLOAD_TABLE} [{ds}] into QUICKSTART_TRAINING_SET_V2_CONSISTENCY: " in loaded
+    keys = json.dumps({"startTs": str(end_of_day_millis(DAY)), "endTs": str(end_of_day_millis(LAG_DAY))})
+    fetched_buckets = json.loads(repo.cli("fetch", "--type", "join-consistency", "--name", JOIN_NAME, "-k", keys))
+    assert set(fetched_buckets) == set(totals) - {ALL_COLUMNS}
+    for column, buckets in fetched_buckets.items():
+        assert [b["ts"] for b in buckets] == sorted(b["ts"] for b in buckets)
+        assert all(b["ts"] % HOUR == 0 for b in buckets)
+        assert list(buckets[0])[:7] == ["ts", "total", "mismatch", "both_null", "left_null", "right_null", "smape"]
+        assert sum(b["total"] for b in buckets) == fetched
+        assert sum(b["mismatch"] for b in buckets) == totals[column]["mismatch"]
+    repo.cli("fetch", "--type", "join-consistency", "--name", JOIN_NAME, "-k", '{"startTs":"0"}', expect=2)
