@@ -40,6 +40,34 @@ def check_range(start_ds: str, end_ds: str) -> None:
         raise UsageError(f"--end-ds {end_ds} is before --start-ds {start_ds}")
 
 
+def day_arguments(args: argparse.Namespace, open_ended: bool = False) -> tuple[str | None, str | None]:
+    """The days of --ds, or --start-ds/--end-ds: (start, end), None where not given. A bound given alone is
+    that one day, or with `open_ended` the range's open side (a load of "everything from --start-ds on")."""
+    if args.ds and (args.start_ds or args.end_ds):
+        raise UsageError("give --ds or --start-ds/--end-ds, not both")
+    if open_ended:
+        start, end = args.ds or args.start_ds, args.ds or args.end_ds
+    else:
+        start = args.ds or args.start_ds or args.end_ds
+        end = args.ds or args.end_ds or args.start_ds
+    if start and end:
+        check_range(start, end)
+    return start, end
+
+
+def table_days(table: str, first_step: str) -> tuple[str, str]:
+    """The first and last day of a table of the local warehouse (a command's default range); refused naming
+    `first_step`, what makes the table, when it has none."""
+    from feature_assets.definitions.factory import LocalWarehouse, is_local_root
+    from feature_assets.storage import default_root
+
+    root = default_root()
+    days = LocalWarehouse(root).partitions(table) if is_local_root(root) else []
+    if not days:
+        raise UsageError(f"no partition of {table} in {root}: {first_step}, or give --start-ds/--end-ds")
+    return days[0], days[-1]
+
+
 def compiled_conf(value: str) -> Path:
     """A compiled config file under a feature repo's `production/` folder."""
     path = Path(value)

@@ -13,35 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from feature_assets.cli.arguments import UsageError, check_range, compiled_conf, ds
-from feature_assets.cli.online import _online_store, _run_id, _use_warehouse, _warehouse
+from feature_assets.cli.arguments import UsageError, compiled_conf, day_arguments, ds, table_days
+from feature_assets.cli.online import _online_store, _run_id, _use_warehouse, load_daily_table
 
 COMMAND = "consistency-metrics-compute"
 MAX_CHECK_LINES = 12
-
-
-def _days(args: argparse.Namespace, table: str) -> tuple[str, str]:
-    if args.ds and (args.start_ds or args.end_ds):
-        raise UsageError("give --ds or --start-ds/--end-ds, not both")
-    start = args.ds or args.start_ds or args.end_ds
-    end = args.ds or args.end_ds or args.start_ds
-    if start and end:
-        check_range(start, end)
-        return start, end
-    from feature_assets.definitions.factory import LocalWarehouse, is_local_root
-    from feature_assets.storage import default_root
-
-    root = default_root()
-    days = LocalWarehouse(root).partitions(table) if is_local_root(root) else []
-    if not days:
-        raise UsageError(
-            f"no partition of {table} in {root}: dump and flatten the fetch log first (log-dump, log-flattener), "
-            "or give --start-ds/--end-ds"
-        )
-    return days[0], days[-1]
 
 
 def cmd_consistency_metrics_compute(args: argparse.Namespace) -> int:
@@ -64,7 +42,10 @@ def cmd_consistency_metrics_compute(args: argparse.Namespace) -> int:
             f"join {join.name} is not checked for consistency: set check_consistency=True on it (and "
             "consistency_sample_percent) and compile"
         )
-    start, end = _days(args, join.logged_table)
+    start, end = day_arguments(args)
+    if not (start and end):
+        first_step = "dump and flatten the fetch log first (log-dump, log-flattener)"
+        start, end = table_days(join.logged_table, first_step)
     repo = next(parent.parent for parent in conf.resolve().parents if parent.name == "production")
     quiet_dagster_warnings()
     # The partitions start at the range's first day when the repo's start later (as a backfill from it).
@@ -128,42 +109,12 @@ def _run(args: argparse.Namespace, defs, join, start: str, end: str, tags: dict[
 def load_consistency_table(args: argparse.Namespace, table: str) -> int:
     """`load --table <join table>_consistency_upload`: its days (all, --ds, or --start-ds..--end-ds) into the
     online store."""
-    from feature_assets.definitions.factory import LocalWarehouse, is_local_root
-    from feature_assets.definitions.runs import command_log_path, quiet_spark_loggers
     from feature_assets.online.fetch.consistency import dataset_of_consistency_upload_table, load_consistency
     from feature_assets.quality.consistency_tables import upload_rows
-    from feature_assets.resources.spark import SPARK_LOG_ENV
-    from feature_assets.storage import default_root
 
-    dataset = dataset_of_consistency_upload_table(table)
-    if args.ds and (args.start_ds or args.end_ds):
-        raise UsageError("give --ds or --start-ds/--end-ds, not both")
-    start = args.ds or args.start_ds
-    end = args.ds or args.end_ds
-    if start and end:
-        check_range(start, end)
-    _use_warehouse(args)
-    root = args.warehouse or default_root()
-    if is_local_root(root):
-        days = LocalWarehouse(root).partitions(table)
-        if not days:
-            raise UsageError(f"no partition of {table} in {root}: run {COMMAND} first")
-        if not [day for day in days if (not start or day >= start) and (not end or day <= end)]:
-            raise UsageError(f"{table} has no day in {start or '...'}..{end or '...'} (it has {days[0]}..{days[-1]})")
-    store, _, _ = _online_store()
-    if not args.verbose:
-        quiet_spark_loggers()
-        os.environ.setdefault(SPARK_LOG_ENV, str(command_log_path("load")))
-    try:
-        written = load_consistency(store, dataset, upload_rows(_warehouse(args), table, start, end))
-    finally:
-        store.close()
-    for day, documents in sorted(written.items()):
-        print(f"loaded {table} [{day}] into {dataset}: {documents} documents")
-    if not written:
-        print(f"feature-assets load: {table} has no rows in the range; nothing loaded", file=sys.stderr)
-        return 1
-    return 0
+    return load_daily_table(
+        args, table, dataset_of_consistency_upload_table(table), load_consistency, upload_rows, COMMAND
+    )
 
 
 def fetch_join_consistency(args: argparse.Namespace, keys) -> int:

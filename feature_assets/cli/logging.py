@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from feature_assets.cli.arguments import UsageError, check_range, compiled_conf, ds
+from feature_assets.cli.arguments import UsageError, compiled_conf, day_arguments, ds, table_days
 from feature_assets.cli.online import _run_id, _use_warehouse
 
 # Commands that read the log store: the CLI starts the embedded servers they need (see `cli._run`).
@@ -20,13 +20,9 @@ NEEDS_LOG_STORE = {"log-dump"}
 
 def _days(args: argparse.Namespace) -> tuple[str, str]:
     """--ds, or --start-ds/--end-ds (either alone is that one day)."""
-    if args.ds and (args.start_ds or args.end_ds):
-        raise UsageError("give --ds or --start-ds/--end-ds, not both")
-    start = args.ds or args.start_ds or args.end_ds
-    end = args.ds or args.end_ds or args.start_ds
-    if not start:
+    start, end = day_arguments(args)
+    if not (start and end):
         raise UsageError("give the day(s): --ds YYYY-MM-DD, or --start-ds and --end-ds")
-    check_range(start, end)
     return start, end
 
 
@@ -57,18 +53,6 @@ def _check_last_day(defs, job: str, repo: Path, end_ds: str) -> None:
 
 def _has_job(defs, job: str) -> bool:
     return any(j.name == job for j in defs.jobs or [])
-
-
-def _logged_days(table: str) -> tuple[str, str]:
-    """The first and last day of the log table (the flattener's default range)."""
-    from feature_assets.definitions.factory import LocalWarehouse, is_local_root
-    from feature_assets.storage import default_root
-
-    root = default_root()
-    days = LocalWarehouse(root).partitions(table) if is_local_root(root) else []
-    if not days:
-        raise UsageError(f"no partition of {table} in {root}: run log-dump first, or give --start-ds/--end-ds")
-    return days[0], days[-1]
 
 
 def _run(command: str, args: argparse.Namespace, defs, job: str, keys: list, start: str, end: str, tags: dict) -> int:
@@ -124,7 +108,9 @@ def cmd_log_flattener(args: argparse.Namespace) -> int:
     from feature_assets.naming import qualified
 
     _use_warehouse(args)
-    start, end = _days(args) if args.ds or args.start_ds or args.end_ds else _logged_days(qualified(args.log_table))
+    start, end = day_arguments(args)
+    if not (start and end):
+        start, end = table_days(qualified(args.log_table), "run log-dump first")
     conf = compiled_conf(args.conf)
     join = load_compiled_file(conf)
     if not isinstance(join, Join):

@@ -18,7 +18,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from feature_assets.cli.arguments import UsageError, check_range, compiled_conf, ds
+from feature_assets.cli.arguments import UsageError, compiled_conf, day_arguments, ds
 
 MONGO_URI_ENV = "FEATURE_ASSETS_MONGO_URI"
 MONGO_DATABASE_ENV = "FEATURE_ASSETS_MONGO_DATABASE"
@@ -225,14 +225,10 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def _load_table(args: argparse.Namespace) -> int:
     """Put a stats upload table's days (all, --ds, or --start-ds..--end-ds) into the online store."""
-    from feature_assets.definitions.factory import LocalWarehouse, is_local_root
-    from feature_assets.definitions.runs import command_log_path, quiet_spark_loggers
     from feature_assets.naming import qualified
     from feature_assets.online.fetch.consistency import is_consistency_upload_table
     from feature_assets.online.fetch.stats import NotAStatsUploadTable, dataset_of_upload_table, load_stats
     from feature_assets.quality.stats_tables import upload_rows
-    from feature_assets.resources.spark import SPARK_LOG_ENV
-    from feature_assets.storage import default_root
 
     table = qualified(args.table)
     if is_consistency_upload_table(table):
@@ -246,27 +242,32 @@ def _load_table(args: argparse.Namespace) -> int:
             f"{error}, nor a consistency upload table (`<join table>_consistency_upload`); "
             "a group-by's upload table loads with --conf <group-by> --ds <day>"
         ) from None
-    if args.ds and (args.start_ds or args.end_ds):
-        raise UsageError("give --ds or --start-ds/--end-ds, not both")
-    start = args.ds or args.start_ds
-    end = args.ds or args.end_ds
-    if start and end:
-        check_range(start, end)
+    return load_daily_table(args, table, dataset, load_stats, upload_rows, "stats-summary (or log-summary)")
+
+
+def load_daily_table(args: argparse.Namespace, table: str, dataset: str, load, rows, first_step: str) -> int:
+    """`load --table`: a daily online table's days (all, --ds, or --start-ds..--end-ds) into the online store's
+    `dataset`, by `load(store, dataset, rows(warehouse, table, start, end))` (days loaded -> documents)."""
+    from feature_assets.definitions.factory import LocalWarehouse, is_local_root
+    from feature_assets.definitions.runs import command_log_path, quiet_spark_loggers
+    from feature_assets.resources.spark import SPARK_LOG_ENV
+    from feature_assets.storage import default_root
+
+    start, end = day_arguments(args, open_ended=True)
     _use_warehouse(args)
     root = args.warehouse or default_root()
     if is_local_root(root):
         days = LocalWarehouse(root).partitions(table)
         if not days:
-            raise UsageError(f"no partition of {table} in {root}: run stats-summary (or log-summary) first")
-        wanted = [day for day in days if (not start or day >= start) and (not end or day <= end)]
-        if not wanted:
+            raise UsageError(f"no partition of {table} in {root}: run {first_step} first")
+        if not [day for day in days if (not start or day >= start) and (not end or day <= end)]:
             raise UsageError(f"{table} has no day in {start or '...'}..{end or '...'} (it has {days[0]}..{days[-1]})")
     store, _, _ = _online_store()
     if not args.verbose:
         quiet_spark_loggers()
         os.environ.setdefault(SPARK_LOG_ENV, str(command_log_path("load")))
     try:
-        written = load_stats(store, dataset, upload_rows(_warehouse(args), table, start, end))
+        written = load(store, dataset, rows(_warehouse(args), table, start, end))
     finally:
         store.close()
     for day, documents in sorted(written.items()):

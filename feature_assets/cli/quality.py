@@ -12,28 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from feature_assets.cli.arguments import UsageError, check_range, compiled_conf, ds
+from feature_assets.cli.arguments import UsageError, compiled_conf, day_arguments, ds, table_days
 from feature_assets.cli.online import _run_id, _use_warehouse
 
 MAX_CHECK_LINES = 12
-
-
-def _days(args: argparse.Namespace, table: str) -> tuple[str, str]:
-    if args.ds and (args.start_ds or args.end_ds):
-        raise UsageError("give --ds or --start-ds/--end-ds, not both")
-    start = args.ds or args.start_ds or args.end_ds
-    end = args.ds or args.end_ds or args.start_ds
-    if start and end:
-        check_range(start, end)
-        return start, end
-    from feature_assets.definitions.factory import LocalWarehouse, is_local_root
-    from feature_assets.storage import default_root
-
-    root = default_root()
-    days = LocalWarehouse(root).partitions(table) if is_local_root(root) else []
-    if not days:
-        raise UsageError(f"no partition of {table} in {root}: materialize it first, or give --start-ds/--end-ds")
-    return days[0], days[-1]
 
 
 def _summary(command: str, args: argparse.Namespace, logged: bool) -> int:
@@ -58,7 +40,9 @@ def _summary(command: str, args: argparse.Namespace, logged: bool) -> int:
     join = load_compiled_file(conf)
     if not isinstance(join, Join):
         raise UsageError(f"{args.conf} is not a join")
-    start, end = _days(args, summarized_table(join, logged))
+    start, end = day_arguments(args)
+    if not (start and end):
+        start, end = table_days(summarized_table(join, logged), "materialize it first")
     repo = next(parent.parent for parent in conf.resolve().parents if parent.name == "production")
     job = LOGGED_STATS_JOB if logged else STATS_JOB
     quiet_dagster_warnings()
