@@ -77,12 +77,12 @@ def _table_schema(node: Node, frame: DataFrame | None = None) -> TableSchema:
     )
 
 
-def _rows_per_day(frame: DataFrame) -> dict[str, int]:
+def rows_per_day(frame: DataFrame) -> dict[str, int]:
     """Rows per `ds` of a frame; days without rows are absent."""
     return {row["ds"]: row["count"] for row in frame.groupBy("ds").count().collect()}
 
 
-def _add_rows_per_partition(context: AssetExecutionContext, days: list[str], rows: dict[str, int]) -> None:
+def add_rows_per_partition(context: AssetExecutionContext, days: list[str], rows: dict[str, int]) -> None:
     """Give each day's materialization its own row count (the range's metadata is shared by all its days)."""
     for ds in days:
         context.add_asset_metadata({"dagster/row_count": rows.get(ds, 0)}, partition_key=ds)
@@ -104,8 +104,8 @@ def written_result(
     the range as a whole is described under other names (`range_rows`, `partition_range`).
     """
     frame = warehouse.read(node.table, start, end)
-    rows = _rows_per_day(frame)
-    _add_rows_per_partition(AssetExecutionContext.get(), date_range(start, end), rows)
+    rows = rows_per_day(frame)
+    add_rows_per_partition(AssetExecutionContext.get(), date_range(start, end), rows)
     passed, schema_metadata = schemas.validate_schema(frame, node.table, expected)
     checks = [AssetCheckResult(check_name=SCHEMA_CHECK, passed=passed, metadata=schema_metadata)]
     if extra_checks:
@@ -418,7 +418,7 @@ def _join_asset(node: Node, partitioning: _Partitioning, _):
         left = with_bootstrap_values(store, join, flagged, start, end)
         parts = [(part, store.read(table, start, end)) for part, table in zip(join.join_parts, part_tables)]
         store.write_partitions(assemble_join(join, left, without_covered_parts(left, parts)), node.table, start, end)
-        left_rows = _rows_per_day(flagged)
+        left_rows = rows_per_day(flagged)
         return written_result(
             store,
             node,

@@ -42,9 +42,10 @@ from feature_assets.checks.consistency import (
     report_metadata,
     trend_metadata,
 )
-from feature_assets.definitions.assets import asset_key
+from feature_assets.definitions.assets import add_rows_per_partition, asset_key, rows_per_day
 from feature_assets.definitions.columns import DS, UNKNOWN_TYPE, definition_columns
 from feature_assets.definitions.graph import BOOTSTRAP, JOIN_PART, LOGGED, Edge, Node
+from feature_assets.definitions.upload_assets import daily_upload_asset
 from feature_assets.model.configs import Join
 from feature_assets.quality.comparison import RANK_BOUNDS_PREFIX, comparable_columns, identity_columns
 from feature_assets.quality.consistency import ALL_COLUMNS, METRICS_SCHEMA, consistency_severity
@@ -58,7 +59,7 @@ from feature_assets.quality.consistency_tables import (
 from feature_assets.quality.consistency_trend import consistency_trend, trailing_days
 from feature_assets.resources.spark import SparkResource
 from feature_assets.resources.warehouse import WarehouseResource
-from feature_assets.storage import Warehouse, date_range
+from feature_assets.storage import date_range
 
 SAMPLE_PERCENT_TAG = "feature_assets/consistency_sample_percent"
 CONSISTENCY_JOB = "compute_consistency"
@@ -226,16 +227,6 @@ def _sample_percent(context: AssetExecutionContext) -> float | None:
     return percent
 
 
-def _rows_per_day(store: Warehouse, table: str, start: str, end: str) -> dict[str, int]:
-    rows = store.read(table, start, end).groupBy("ds").count().collect()
-    return {row["ds"]: row["count"] for row in rows}
-
-
-def _add_rows(context: AssetExecutionContext, start: str, end: str, rows: dict[str, int]) -> None:
-    for ds in date_range(start, end):
-        context.add_asset_metadata({"dagster/row_count": rows.get(ds, 0)}, partition_key=ds)
-
-
 def _comparison_asset(join: Join, deps: list[AssetDep], partitions_def: PartitionsDefinition, schema: TableSchema):
     table = join.comparison_table
 
@@ -270,9 +261,9 @@ def _comparison_asset(join: Join, deps: list[AssetDep], partitions_def: Partitio
         except ValueError as error:
             raise Failure(str(error)) from None
         store.write_partitions(frame, table, start, end)
-        rows = _rows_per_day(store, table, start, end)
-        _add_rows(context, start, end, rows)
-        logged = _rows_per_day(store, join.logged_table, start, end)
+        rows = rows_per_day(store.read(table, start, end))
+        add_rows_per_partition(context, date_range(start, end), rows)
+        logged = rows_per_day(store.read(join.logged_table, start, end))
         return MaterializeResult(
             metadata={
                 "table": table,
@@ -357,29 +348,12 @@ def _consistency_asset(join: Join, partitions_def: PartitionsDefinition, blockin
 
 
 def _upload_asset(join: Join, partitions_def: PartitionsDefinition):
-    table = consistency_upload_table(join)
-    source = join.consistency_table
-
-    @asset(
-        key=asset_key(table),
-        partitions_def=partitions_def,
-        backfill_policy=BackfillPolicy.single_run(),
-        deps=[AssetDep(consistency_asset_key(join))],
-        group_name=join.table_name,
-        kinds={"spark"},
-        description=(
-            f"Online upload of `{source}`: per feature column and hour, its consistency metrics; "
-            f"`feature-assets load --table {table}` puts them into the online store, `feature-assets fetch "
-            f"--type join-consistency --name {join.name}` reads them back."
-        ),
-        metadata={"table": table, "config": join.name},
+    table, source = consistency_upload_table(join), join.consistency_table
+    description = (
+        f"Online upload of `{source}`: per feature column and hour, its consistency metrics; "
+        f"`feature-assets load --table {table}` puts them into the online store, `feature-assets fetch "
+        f"--type join-consistency --name {join.name}` reads them back."
     )
-    def consistency_upload(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
-        keys = context.partition_key_range
-        store = warehouse.get(spark.get_session())
-        store.write_partitions(upload_frame(store.read(source, keys.start, keys.end)), table, keys.start, keys.end)
-        rows = _rows_per_day(store, table, keys.start, keys.end)
-        _add_rows(context, keys.start, keys.end, rows)
-        return MaterializeResult(metadata={"table": table, "range_rows": sum(rows.values())})
-
-    return consistency_upload
+    return daily_upload_asset(
+        join, table, source, consistency_asset_key(join), partitions_def, description, upload_frame
+    )

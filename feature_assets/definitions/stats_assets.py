@@ -34,6 +34,7 @@ from dagster import (
 from feature_assets.checks.drift import CHECKS, day_metadata, stats_checks
 from feature_assets.definitions.assets import asset_key
 from feature_assets.definitions.graph import JOIN, LOGGED, Node
+from feature_assets.definitions.upload_assets import daily_upload_asset
 from feature_assets.model.configs import Join
 from feature_assets.quality.charts import render_day_chart
 from feature_assets.quality.column_stats import STATS_SCHEMA
@@ -219,31 +220,9 @@ def _minus(ds: str, days: int) -> str:
 
 
 def _upload_asset(join: Join, logged: bool, partitions_def: PartitionsDefinition):
-    table = upload_table(join, logged)
-    source = stats_table(join, logged)
-
-    @asset(
-        key=asset_key(table),
-        partitions_def=partitions_def,
-        backfill_policy=BackfillPolicy.single_run(),
-        deps=[AssetDep(asset_key(source))],
-        group_name=join.table_name,
-        kinds={"spark"},
-        description=(
-            f"Online upload of `{source}`: per column and bucket, the mergeable summary bytes and counters; "
-            f"`feature-assets load --table {table}` puts them into the online store."
-        ),
-        metadata={"table": table, "config": join.name},
+    table, source = upload_table(join, logged), stats_table(join, logged)
+    description = (
+        f"Online upload of `{source}`: per column and bucket, the mergeable summary bytes and counters; "
+        f"`feature-assets load --table {table}` puts them into the online store."
     )
-    def stats_upload(context: AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource):
-        keys = context.partition_key_range
-        store = warehouse.get(spark.get_session())
-        store.write_partitions(upload_frame(store.read(source, keys.start, keys.end)), table, keys.start, keys.end)
-        rows = {
-            row["ds"]: row["count"] for row in store.read(table, keys.start, keys.end).groupBy("ds").count().collect()
-        }
-        for ds in date_range(keys.start, keys.end):
-            context.add_asset_metadata({"dagster/row_count": rows.get(ds, 0)}, partition_key=ds)
-        return MaterializeResult(metadata={"table": table, "range_rows": sum(rows.values())})
-
-    return stats_upload
+    return daily_upload_asset(join, table, source, asset_key(source), partitions_def, description, upload_frame)
