@@ -33,9 +33,9 @@ from feature_assets.checks import schemas
 from feature_assets.definitions.columns import definition_columns, describe_columns
 from feature_assets.definitions.graph import BOOTSTRAP, GROUP_BY, JOIN, JOIN_PART, SOURCE, STAGING_QUERY, Edge, Node
 from feature_assets.model.configs import GroupBy, Join, StagingQuery
-from feature_assets.offline.bootstrap import with_bootstrap_values, write_bootstrap_table
+from feature_assets.offline.bootstrap import write_bootstrap_table
 from feature_assets.offline.group_by import snapshot_backfill
-from feature_assets.offline.join import assemble_join, read_left, without_covered_parts, write_join_part
+from feature_assets.offline.join import output_from_stored, read_left, write_join_part
 from feature_assets.offline.staging_query import run_staging_query
 from feature_assets.resources.spark import SparkResource
 from feature_assets.resources.warehouse import WarehouseResource
@@ -415,9 +415,8 @@ def _join_asset(node: Node, partitioning: _Partitioning, _):
         start, end = _range(context)
         store = warehouse.get(spark.get_session())
         flagged = store.read(join.bootstrap_table, start, end)
-        left = with_bootstrap_values(store, join, flagged, start, end)
-        parts = [(part, store.read(table, start, end)) for part, table in zip(join.join_parts, part_tables)]
-        store.write_partitions(assemble_join(join, left, without_covered_parts(left, parts)), node.table, start, end)
+        stored = [(part, store.read(table, start, end)) for part, table in zip(join.join_parts, part_tables)]
+        store.write_partitions(output_from_stored(store, join, flagged, stored, start, end), node.table, start, end)
         left_rows = rows_per_day(flagged)
         return written_result(
             store,

@@ -28,9 +28,11 @@ from feature_assets.model.logs import ABSENT_FIELDS_COLUMN
 from feature_assets.storage import TableNotFound, Warehouse, date_range
 
 MATCH_PREFIX = "_bootstrap_matched_"
-# Left rows (keys, ts and coverage flags: some 100 bytes each) few enough to broadcast when the bootstrap
-# values are joined: the wide bootstrap rows then stream through without a shuffle.
-BROADCAST_LEFT_ROWS = 1_000_000
+# A shuffled hash join keeps its build side in memory, one shuffle partition at a time, and saves the sort
+# of both sides that a sort-merge join needs. It builds on a bootstrap table (its keys, or its values) when
+# the table's stored size in range is at most this per shuffle partition; larger tables are sort-merged,
+# which spills to disk instead.
+HASH_BUILD_BYTES_PER_PARTITION = 64 * 1024 * 1024
 
 
 class DuplicateBootstrapRows(ValueError):
@@ -97,7 +99,7 @@ def coverage_flags(
             F.lit(True).alias(match),
             *([F.col(ABSENT_FIELDS_COLUMN).alias(absent)] if absent else []),
         )
-        flagged = matched.join(flagged, _match_condition(source, tag), "right").drop(
+        flagged = _join_source(warehouse, source, tag, matched, flagged, start_ds, end_ds).drop(
             *[f"__b{tag}_{k}" for k in (*source.key_columns, "ds")]
         )
         for column in provided:
@@ -150,24 +152,17 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
     """`frame` (left rows, with or without coverage flags) plus the bootstrap value of every provided join
     column: the first non-null value by priority (null where no matching part has one)."""
     per_column: dict[str, list[str]] = {}
-    sources = join.bootstrap_sources
-    narrow = bool(sources) and frame.count() <= BROADCAST_LEFT_ROWS
     enriched = frame
-    for source in sources:
+    for source in join.bootstrap_sources:
         values, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
         if values is None or not provided:
             continue
         tag = f"{source.priority}"
-        keys = [f"__b{tag}_{k}" for k in (*source.key_columns, "ds")]
         renamed = values.select(
             *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
             *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
         )
-        condition = _match_condition(source, tag)
-        if narrow and not per_column:
-            enriched = _broadcast_left_join(renamed, enriched, condition, keys)
-        else:
-            enriched = renamed.join(enriched, condition, "right")
+        enriched = _join_source(warehouse, source, tag, renamed, enriched, start_ds, end_ds)
         for column in provided:
             per_column.setdefault(column, []).append(f"__b{tag}__{column}")
     if not per_column:
@@ -178,14 +173,36 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
     )
 
 
-def _broadcast_left_join(values: DataFrame, left: DataFrame, condition: Column, keys: list[str]) -> DataFrame:
-    """`values.join(left, condition, "right")` for a `left` small enough to broadcast, without shuffling the wide
-    `values`: an outer join cannot build on the side it keeps, so the matched rows come from an inner join
-    built on the broadcast `left` and the rows without a match from an anti join on the values' keys alone."""
-    matched = values.join(F.broadcast(left), condition, "inner")
-    unmatched = left.join(values.select(*keys), condition, "left_anti")
-    absent = [F.lit(None).cast(field.dataType).alias(field.name) for field in values.schema.fields]
-    return matched.unionByName(unmatched.select(*absent, *left.columns))
+def bootstrap_columns(warehouse: Warehouse, join: Join, start_ds: str, end_ds: str) -> list[str]:
+    """The join columns some bootstrap part provides in range (what `with_bootstrap_values` adds)."""
+    provided: list[str] = []
+    for source in join.bootstrap_sources:
+        frame, columns = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
+        if frame is not None:
+            provided += [c for c in columns if c not in provided]
+    return provided
+
+
+def _join_source(
+    warehouse: Warehouse,
+    source: BootstrapSource,
+    tag: str,
+    rows: DataFrame,
+    frame: DataFrame,
+    start_ds: str,
+    end_ds: str,
+) -> DataFrame:
+    """`rows` of a bootstrap source (columns renamed `__b{tag}_...`) right-joined to `frame` on the source's
+    key columns and ds: every row of `frame` once, with the matching source row's columns or nulls.
+
+    A source small enough per shuffle partition is the build side of a shuffled hash join, which sorts
+    neither side (a right outer join can build only on the source's side).
+    """
+    condition = _match_condition(source, tag)
+    partitions = int(rows.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200)
+    if warehouse.size_bytes(source.table, start_ds, end_ds) <= HASH_BUILD_BYTES_PER_PARTITION * partitions:
+        rows = rows.hint("shuffle_hash")
+    return rows.join(frame, condition, "right")
 
 
 def enrich_left(

@@ -13,13 +13,14 @@ exactly once. How a part is computed depends on accuracy and source kinds:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, JoinPart
-from feature_assets.offline.bootstrap import with_bootstrap_values
+from feature_assets.offline.bootstrap import bootstrap_columns, with_bootstrap_values
 from feature_assets.offline.derivations import apply_derivations
 from feature_assets.offline.frames import keys_not_null, row_time_columns, union_by_name
 from feature_assets.offline.group_by import read_group_by_sources, snapshot_backfill
@@ -33,6 +34,8 @@ from feature_assets.storage import Warehouse, shift_ds
 # are asked for anyway and the extra join costs more than it saves).
 FEW_ROWS = 500_000
 FEW_ROWS_SHARE = 0.25
+
+LATEST_QUERY = "__latest_query_ts"
 
 # Reads a group-by's daily table for [start_ds, end_ds].
 SnapshotReader = Callable[[GroupBy, str, str], DataFrame]
@@ -55,8 +58,8 @@ def compute_join_part(
     """The part's table: left key columns, ts, ds and the part's prefixed feature columns.
 
     With `events_of_left_keys` (few left rows, as bootstrap leaves), raw events are first reduced to the
-    keys the left rows ask for, with the distinct keys broadcast, so the window kernel's shuffle and sort
-    see only those keys' events.
+    keys the left rows ask for, up to each key's latest left row, so the window kernel's shuffle and sort
+    see only those events.
     """
     if join.uses_mutations(part):
         return mutation_join_part(warehouse, join, part, left, start_ds, end_ds)
@@ -72,8 +75,7 @@ def compute_join_part(
         events_start = events_start_for(shift_ds(start_ds, -1), group_by.max_window_millis)
         events = read_group_by_sources(warehouse, group_by, events_start, end_ds)
         if events_of_left_keys:
-            asked = queries.select(*[F.col(left).alias(gb_key) for left, gb_key in part.key_pairs]).distinct()
-            events = events.join(F.broadcast(asked), [gb_key for _, gb_key in part.key_pairs], "left_semi")
+            events = _events_asked_for(events, queries, part)
         # The kernel drops duplicate query rows itself, saving a shuffle for `distinct`.
         features = windowed_features(
             events, queries, left_keys, group_by.specs, event_keys=[gb_key for _, gb_key in part.key_pairs]
@@ -82,6 +84,17 @@ def compute_join_part(
     return features.select(
         *left_keys, *row_time, *[F.col(c).alias(part.feature_prefix + c) for c in group_by.output_columns]
     )
+
+
+def _events_asked_for(events: DataFrame, queries: DataFrame, part: JoinPart) -> DataFrame:
+    """The events of the keys that `queries` ask for, up to each key's latest query: a later event is in no
+    window of that key (few queries: their distinct keys are broadcast)."""
+    gb_keys = [gb_key for _, gb_key in part.key_pairs]
+    asked = queries.groupBy(*[F.col(left).alias(gb_key) for left, gb_key in part.key_pairs]).agg(
+        F.max("ts").alias(LATEST_QUERY)
+    )
+    events = events.join(F.broadcast(asked), gb_keys, "inner")
+    return events.where(F.col("ts") <= F.col(LATEST_QUERY)).drop(LATEST_QUERY)
 
 
 def _snapshot_features(
@@ -116,28 +129,28 @@ def _fill_empty_defaults(frame: DataFrame, group_by: GroupBy, left_keys: list[st
     )
 
 
-def assemble_join(join: Join, left: DataFrame, part_tables: list[tuple[JoinPart, DataFrame | None]]) -> DataFrame:
+def assemble_join(
+    join: Join,
+    left: DataFrame,
+    part_tables: list[tuple[JoinPart, DataFrame | None]],
+    add_bootstrap_values: Callable[[DataFrame], DataFrame] | None = None,
+) -> DataFrame:
     """Every left row exactly once, with each part's features, external columns and derivations.
 
-    `left` may carry bootstrap values and coverage flags (`with_bootstrap_values` of the bootstrap table): a
-    covered row keeps its bootstrap values; other rows take computed values where every bootstrap part is
-    null. A part's table is None when bootstrap covers every row for it: that part is not joined at all.
+    `left` may carry coverage flags (the bootstrap table) and bootstrap values; `add_bootstrap_values`, when
+    given, adds the values after the parts are joined, so those joins shuffle the narrow left rows rather
+    than rows carrying every bootstrap value. A covered row keeps its bootstrap values; other rows take
+    computed values where every bootstrap part is null. A part's table is None when bootstrap covers every
+    row for it: that part is not joined at all.
     """
     features = join.feature_columns
-    bootstrapped = set(left.columns) & set(features)
-    base_columns = [c for c in left.columns if c not in bootstrapped and not c.startswith(COVERED_PREFIX)]
     row_time = row_time_columns(left)
     output = left
-    values = {column: F.col(column) for column in bootstrapped}
+    computed: dict[str, Column] = {}
+    joined: list[JoinPart] = []
     for index, (part, table) in enumerate(part_tables):
         if table is None:
-            unprovided = [c for c in part.columns if c not in bootstrapped]
-            if unprovided:
-                raise ValueError(
-                    f"join {join.name}: part {part.group_by.name} was skipped as covered, but bootstrap "
-                    f"does not provide {unprovided}"
-                )
-            continue  # every row covered: the bootstrap values stand as they are
+            continue
         row = part.left_keys + row_time
         renamed = table.select(
             *[F.col(c).alias(f"__p{index}_{c}") for c in row],
@@ -147,10 +160,25 @@ def assemble_join(join: Join, left: DataFrame, part_tables: list[tuple[JoinPart,
         for column in row:
             condition = condition & F.col(column).eqNullSafe(F.col(f"__p{index}_{column}"))
         output = output.join(renamed, condition, "left")
+        joined.append(part)
+        computed.update({column: F.col(f"__c{index}_{column}") for column in part.columns})
+    if add_bootstrap_values is not None:
+        output = add_bootstrap_values(output)
+    bootstrapped = set(output.columns) & set(features)
+    for part, table in part_tables:
+        unprovided = [c for c in part.columns if c not in bootstrapped]
+        if table is None and unprovided:
+            raise ValueError(
+                f"join {join.name}: part {part.group_by.name} was skipped as covered, but bootstrap "
+                f"does not provide {unprovided}"
+            )
+    base_columns = [c for c in left.columns if c not in bootstrapped and not c.startswith(COVERED_PREFIX)]
+    values = {column: F.col(column) for column in bootstrapped}
+    for part in joined:
         covered = join.coverage_column(part)
         flag = covered if covered in left.columns else None
         for column in part.columns:
-            values[column] = _part_value(column, F.col(f"__c{index}_{column}"), column in bootstrapped, flag)
+            values[column] = _part_value(column, computed[column], column in bootstrapped, flag)
     for external in join.external_parts:
         for column, _, spark_type in external.column_fields:
             values.setdefault(column, F.lit(None).cast(spark_type))
@@ -162,18 +190,33 @@ def assemble_join(join: Join, left: DataFrame, part_tables: list[tuple[JoinPart,
     return output
 
 
+def output_from_stored(
+    warehouse: Warehouse,
+    join: Join,
+    flagged: DataFrame,
+    stored_parts: list[tuple[JoinPart, DataFrame]],
+    start_ds: str,
+    end_ds: str,
+) -> DataFrame:
+    """The join's output from its stored tables: the bootstrap table (left rows and coverage flags) and every
+    part table. Parts bootstrap covers on every row are not joined; the bootstrap values come last."""
+    parts = without_covered_parts(bootstrap_columns(warehouse, join, start_ds, end_ds), stored_parts)
+    values = functools.partial(with_bootstrap_values, warehouse, join, start_ds=start_ds, end_ds=end_ds)
+    return assemble_join(join, flagged, parts, values)
+
+
 def without_covered_parts(
-    left: DataFrame, part_tables: list[tuple[JoinPart, DataFrame]]
+    bootstrapped: list[str], part_tables: list[tuple[JoinPart, DataFrame]]
 ) -> list[tuple[JoinPart, DataFrame | None]]:
     """The part tables for `assemble_join`, None for a part bootstrap covers on every row.
 
     A stored part table holds a row for every left row bootstrap does not cover, so an empty one whose
-    columns all come with `left`'s bootstrap values means nothing was computed: joining it would only
-    shuffle the left rows. Reading one row of a stored table is cheap; a part still to be computed is not
-    a stored table, so pass only tables read back from the warehouse.
+    columns all come from bootstrap (`bootstrapped`: the columns some bootstrap part provides) means nothing
+    was computed: joining it would only shuffle the left rows. Reading one row of a stored table is cheap; a
+    part still to be computed is not a stored table, so pass only tables read back from the warehouse.
     """
     return [
-        (part, None if set(part.columns) <= set(left.columns) and table.isEmpty() else table)
+        (part, None if set(part.columns) <= set(bootstrapped) and table.isEmpty() else table)
         for part, table in part_tables
     ]
 

@@ -8,9 +8,11 @@ system, so the root can be a local folder, `hdfs://` or `s3a://` alike.
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -42,6 +44,13 @@ def date_range(start_ds: str, end_ds: str) -> list[str]:
 
 def shift_ds(ds: str, days: int) -> str:
     return (date.fromisoformat(ds) + timedelta(days=days)).isoformat()
+
+
+def _local_path(path: str) -> str | None:
+    """The local file-system path of a warehouse path, or None for another file system (hdfs://, s3a://)."""
+    if path.startswith("file:"):
+        return urlparse(path).path
+    return None if "://" in path else path
 
 
 class Warehouse:
@@ -96,6 +105,15 @@ class Warehouse:
         if end_ds is not None:
             frame = frame.where(F.col(PARTITION_COLUMN) <= end_ds)
         return frame
+
+    def size_bytes(self, table: str, start_ds: str, end_ds: str) -> int:
+        """Stored bytes of the table's partitions in [start_ds, end_ds] (0 for a missing table)."""
+        total = 0
+        for ds in self.partitions(table):
+            if start_ds <= ds <= end_ds:
+                fs, path = self._fs(self.partition_path(table, ds))
+                total += fs.getContentSummary(path).getLength()
+        return total
 
     def schema(self, table: str) -> StructType:
         return self.read(table).schema
@@ -167,6 +185,17 @@ class Warehouse:
         """One Spark write of an empty file with the schema, then a file-system copy per empty day."""
         template = f"{self.table_path(table)}/_empty_template"
         self.spark.createDataFrame([], schema).coalesce(1).write.mode("overwrite").parquet(template)
+        local = _local_path(template)
+        if local is not None:  # a plain file copy each, far cheaper than a JVM round trip per file
+            names = [name for name in os.listdir(local) if name.endswith(".parquet")]
+            for ds in days:
+                target = _local_path(self.partition_path(table, ds))
+                assert target is not None
+                os.makedirs(target, exist_ok=True)
+                for name in names:
+                    shutil.copyfile(os.path.join(local, name), os.path.join(target, name))
+            shutil.rmtree(local)
+            return
         fs, template_path = self._fs(template)
         files = [s.getPath() for s in fs.listStatus(template_path) if s.getPath().getName().endswith(".parquet")]
         jvm = self._jvm()

@@ -117,9 +117,9 @@ def values(n: int, seed: int, nulls: float = 0.0) -> pd.array:
 
 
 def run_join(store, join, start=START, end=END):
-    """As the asset graph runs it: coverage flags, the parts bootstrap does not cover, then values and output."""
-    from feature_assets.offline.bootstrap import with_bootstrap_values, write_bootstrap_table
-    from feature_assets.offline.join import assemble_join, read_left, write_join_part
+    """As the asset graph runs it: coverage flags, the parts bootstrap does not cover, then the output."""
+    from feature_assets.offline.bootstrap import write_bootstrap_table
+    from feature_assets.offline.join import output_from_stored, read_left, write_join_part
 
     left = read_left(store, join, start, end)
     table = "default." + join.name.replace(".", "_") + "_bootstrap"
@@ -128,11 +128,9 @@ def run_join(store, join, start=START, end=END):
     parts, stats = [], []
     for part in join.join_parts:
         part_table = f"{table}_part_{len(parts)}"
-        stat = write_join_part(store, join, part, flagged, part_table, start, end, read_snapshot=None)
-        parts.append((part, None if stat["rows_computed"] == 0 else store.read(part_table, start, end)))
-        stats.append(stat)
-    enriched = with_bootstrap_values(store, join, flagged, start, end)
-    return assemble_join(join, enriched, parts).toPandas(), stats, info
+        stats.append(write_join_part(store, join, part, flagged, part_table, start, end, read_snapshot=None))
+        parts.append((part, store.read(part_table, start, end)))
+    return output_from_stored(store, join, flagged, parts, start, end).toPandas(), stats, info
 
 
 def computed(left, tables, join) -> pd.DataFrame:
