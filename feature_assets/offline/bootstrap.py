@@ -32,7 +32,7 @@ MATCH_PREFIX = "_bootstrap_matched_"
 # of both sides that a sort-merge join needs. It builds on a bootstrap table (its keys, or its values) when
 # the table's stored size in range is at most this per shuffle partition; larger tables are sort-merged,
 # which spills to disk instead.
-HASH_BUILD_BYTES_PER_PARTITION = 64 * 1024 * 1024
+HASH_BUILD_BYTES_PER_PARTITION = 32 * 1024 * 1024
 
 
 class DuplicateBootstrapRows(ValueError):

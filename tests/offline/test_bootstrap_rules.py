@@ -270,9 +270,16 @@ def test_duplicate_bootstrap_rows_fail_naming_the_table_and_ids(spark, setup):
     assert "boot.duplicated" in message and boot["request_id"].iloc[0] in message
 
 
-@pytest.mark.parametrize("seed", [11, 12])
-def test_random_sources_match_the_naive_rules_and_covered_parts_are_not_joined(spark, setup, seed):
-    """Random overlapping sources with random nulls and column subsets; one part covered on every row."""
+@pytest.mark.parametrize(("seed", "hash_joins"), [(11, True), (12, False)])
+def test_random_sources_match_the_naive_rules_and_covered_parts_are_not_joined(
+    spark, setup, monkeypatch, seed, hash_joins
+):
+    """Random overlapping sources with random nulls and column subsets; one part covered on every row. Sources
+    are joined by shuffled hash joins (small sources) or, as if too large for one, by sort-merge joins."""
+    from feature_assets.offline import bootstrap
+
+    if not hash_joins:
+        monkeypatch.setattr(bootstrap, "HASH_BUILD_BYTES_PER_PARTITION", 0)
     joins, store, left, tables = setup
     rng = np.random.default_rng(seed)
     # Every row provides the purchases columns (some values null), so that part is skipped entirely.
