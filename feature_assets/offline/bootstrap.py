@@ -195,14 +195,27 @@ def _join_source(
     """`rows` of a bootstrap source (columns renamed `__b{tag}_...`) right-joined to `frame` on the source's
     key columns and ds: every row of `frame` once, with the matching source row's columns or nulls.
 
-    A source small enough per shuffle partition is the build side of a shuffled hash join, which sorts
-    neither side (a right outer join can build only on the source's side).
+    A source under Spark's broadcast threshold is left to Spark, which broadcasts it. A larger one that is
+    still small per shuffle partition is the build side of a shuffled hash join, which sorts neither side
+    (a right outer join can build only on the source's side); the largest are sort-merged.
     """
     condition = _match_condition(source, tag)
-    partitions = int(rows.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200)
-    if warehouse.size_bytes(source.table, start_ds, end_ds) <= HASH_BUILD_BYTES_PER_PARTITION * partitions:
+    conf = rows.sparkSession.conf
+    partitions = int(conf.get("spark.sql.shuffle.partitions") or 200)
+    broadcast_bytes = _bytes_setting(conf.get("spark.sql.autoBroadcastJoinThreshold") or "10m")
+    size = warehouse.size_bytes(source.table, start_ds, end_ds)
+    if broadcast_bytes < size <= HASH_BUILD_BYTES_PER_PARTITION * partitions:
         rows = rows.hint("shuffle_hash")
     return rows.join(frame, condition, "right")
+
+
+def _bytes_setting(value: str) -> int:
+    """A Spark size setting ("10485760", "10m", "64MB") in bytes; -1 (disabled) stays -1."""
+    text = value.strip().lower().removesuffix("b")
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
 
 
 def enrich_left(

@@ -270,16 +270,26 @@ def test_duplicate_bootstrap_rows_fail_naming_the_table_and_ids(spark, setup):
     assert "boot.duplicated" in message and boot["request_id"].iloc[0] in message
 
 
-@pytest.mark.parametrize(("seed", "hash_joins"), [(11, True), (12, False)])
-def test_random_sources_match_the_naive_rules_and_covered_parts_are_not_joined(
-    spark, setup, monkeypatch, seed, hash_joins
-):
-    """Random overlapping sources with random nulls and column subsets; one part covered on every row. Sources
-    are joined by shuffled hash joins (small sources) or, as if too large for one, by sort-merge joins."""
+@pytest.fixture
+def join_strategy(spark, monkeypatch, request):
+    """How bootstrap sources are joined: as the small sources here are (broadcast), or as if they were too
+    large to broadcast (shuffled hash join), or too large for a hash join as well (sort-merge join)."""
     from feature_assets.offline import bootstrap
 
-    if not hash_joins:
+    threshold = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
+    if request.param != "broadcast":
+        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    if request.param == "sort-merge":
         monkeypatch.setattr(bootstrap, "HASH_BUILD_BYTES_PER_PARTITION", 0)
+    yield request.param
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", threshold)
+
+
+@pytest.mark.parametrize(
+    ("seed", "join_strategy"), [(11, "broadcast"), (12, "hash"), (13, "sort-merge")], indirect=["join_strategy"]
+)
+def test_random_sources_match_the_naive_rules_and_covered_parts_are_not_joined(spark, setup, seed, join_strategy):
+    """Random overlapping sources with random nulls and column subsets; one part covered on every row."""
     joins, store, left, tables = setup
     rng = np.random.default_rng(seed)
     # Every row provides the purchases columns (some values null), so that part is skipped entirely.
