@@ -38,7 +38,7 @@ TARGETS = {PARTIAL: 1.0, FULL: 0.33}
 def run(warehouse, config: dict, out_table: str) -> dict:
     """The join as the asset graph runs it: the bootstrap table, then each join part, then the output."""
     from feature_assets.offline.bootstrap import write_bootstrap_table
-    from feature_assets.offline.join import output_from_stored, read_left, write_join_part
+    from feature_assets.offline.join import read_left, write_join_output, write_join_part
 
     join = Join.from_json(config)
     left = read_left(warehouse, join, START, END)
@@ -50,7 +50,7 @@ def run(warehouse, config: dict, out_table: str) -> dict:
         stats = write_join_part(warehouse, join, part, flagged, f"{out_table}_{name}", START, END, read_snapshot=None)
         parts.append((part, warehouse.read(f"{out_table}_{name}", START, END)))
         computed[name] = stats["rows_computed"]
-    warehouse.write_partitions(output_from_stored(warehouse, join, flagged, parts, START, END), out_table, START, END)
+    write_join_output(warehouse, join, flagged, parts, out_table, START, END)
     return computed
 
 

@@ -35,7 +35,7 @@ from feature_assets.definitions.graph import BOOTSTRAP, GROUP_BY, JOIN, JOIN_PAR
 from feature_assets.model.configs import GroupBy, Join, StagingQuery
 from feature_assets.offline.bootstrap import write_bootstrap_table
 from feature_assets.offline.group_by import snapshot_backfill
-from feature_assets.offline.join import output_from_stored, read_left, write_join_part
+from feature_assets.offline.join import read_left, write_join_output, write_join_part
 from feature_assets.offline.staging_query import run_staging_query
 from feature_assets.resources.spark import SparkResource
 from feature_assets.resources.warehouse import WarehouseResource
@@ -277,7 +277,7 @@ def _bootstrap_asset(node: Node, partitioning: _Partitioning, _):
     sources = join.bootstrap_sources
     priority = (
         "\n".join(f"{s.priority}. `{s.table}`" + (" (log, always lowest)" if s.is_log else "") for s in sources)
-        or "no bootstrap parts: the left rows as they are"
+        or "no bootstrap parts: the left rows as they are, every coverage flag false"
     )
     expected = {**schemas.left_columns(join), "ds": None}
 
@@ -416,7 +416,7 @@ def _join_asset(node: Node, partitioning: _Partitioning, _):
         store = warehouse.get(spark.get_session())
         flagged = store.read(join.bootstrap_table, start, end)
         stored = [(part, store.read(table, start, end)) for part, table in zip(join.join_parts, part_tables)]
-        store.write_partitions(output_from_stored(store, join, flagged, stored, start, end), node.table, start, end)
+        write_join_output(store, join, flagged, stored, node.table, start, end)
         left_rows = rows_per_day(flagged)
         return written_result(
             store,

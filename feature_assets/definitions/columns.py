@@ -258,5 +258,8 @@ def _bootstrap_docs(join: Join | None) -> Docs:
         docs[join.coverage_column(part)] = (
             f"true when bootstrap ({tables}) provides every feature of group-by {part.group_by.name} for the row, "
             "which then skips that join part"
+            if tables
+            else f"always false: the join has no bootstrap parts, so group-by {part.group_by.name} is computed "
+            "for every row"
         )
     return docs

@@ -12,7 +12,9 @@ only where every bootstrap part is null or absent (row- and column-level hole fi
 
 The bootstrap table keeps the left rows and one coverage flag per join part (`coverage_flags`); the values
 are joined once, into the output (`with_bootstrap_values`), rather than written there and read back. A part
-covered on every row is neither computed nor joined.
+covered on every row is neither computed nor joined; when every part is and a single table provides the
+values, they are read where they are stored and the narrow left rows are broadcast to them
+(`values_in_place`), so no wide row is shuffled.
 
 A flattened log table names, per row, the fields its schema version did not have (`_absent_fields`): the row
 does not provide those columns, so a row logged before a feature was added is not covered for that feature.
@@ -20,8 +22,9 @@ does not provide those columns, so a row logged before a feature was added is no
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
+from pyspark.sql.types import DataType
 
 from feature_assets.model.configs import BootstrapSource, Join, Query
 from feature_assets.model.logs import ABSENT_FIELDS_COLUMN
@@ -33,6 +36,10 @@ MATCH_PREFIX = "_bootstrap_matched_"
 # the table's stored size in range is at most this per shuffle partition; larger tables are sort-merged,
 # which spills to disk instead.
 HASH_BUILD_BYTES_PER_PARTITION = 32 * 1024 * 1024
+# A join that one bootstrap table covers on every row reads that table's values in place and broadcasts the
+# narrow left rows to them, when Spark estimates those rows at most this size; larger left rows are joined
+# like any other (which shuffles the wide values).
+BROADCAST_LEFT_BYTES = 64 * 1024 * 1024
 
 
 class DuplicateBootstrapRows(ValueError):
@@ -123,17 +130,21 @@ def write_bootstrap_table(
 
     Bootstrap rows are matched to left rows without first checking that their row ids are unique (a
     separate pass over every source); a duplicate instead shows as more rows written than the left has,
-    in which case the written days are removed and the duplicates named. Returns, for metadata, what
-    each source provides and the covered rows per part.
+    in which case the written days are removed and the duplicates named. Both counts (and the covered rows
+    per part) are observed while writing, with no pass of their own. Returns, for metadata, what each
+    source provides and the covered rows per part.
     """
-    flagged, info = coverage_flags(warehouse, join, left, start_ds, end_ds)
-    warehouse.write_partitions(flagged, table, start_ds, end_ds)
     flags = [join.coverage_column(part) for part in join.join_parts]
-    written = warehouse.read(table, start_ds, end_ds)
-    totals = written.select(F.count(F.lit(1)).alias("rows"), *[F.sum(F.col(c).cast("long")).alias(c) for c in flags])
-    row = totals.first()
-    assert row is not None
-    if row["rows"] != left.count():
+    left_seen, written_seen = Observation("bootstrap left rows"), Observation("bootstrap rows written")
+    flagged, info = coverage_flags(
+        warehouse, join, left.observe(left_seen, F.count(F.lit(1)).alias("rows")), start_ds, end_ds
+    )
+    flagged = flagged.observe(
+        written_seen, F.count(F.lit(1)).alias("rows"), *[F.sum(F.col(c).cast("long")).alias(c) for c in flags]
+    )
+    warehouse.write_partitions(flagged, table, start_ds, end_ds)
+    left_rows, written = left_seen.get.get("rows") or 0, written_seen.get
+    if (written.get("rows") or 0) != left_rows:
         warehouse.drop_partitions(table, date_range(start_ds, end_ds))
         for source in join.bootstrap_sources:
             frame, _ = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
@@ -143,8 +154,8 @@ def write_bootstrap_table(
                     f"bootstrap table {source.table!r} has several rows for the same row ids "
                     f"{list(source.key_columns)} in one ds, e.g. {sample}"
                 )
-        raise RuntimeError(f"bootstrap table {table}: {row['rows']} rows written for {left.count()} left rows")
-    info["covered_rows_by_part"] = {c: int(row[c] or 0) for c in flags} if join.bootstrap_sources else {}
+        raise RuntimeError(f"bootstrap table {table}: {written.get('rows')} rows written for {left_rows} left rows")
+    info["covered_rows_by_part"] = {c: int(written.get(c) or 0) for c in flags} if join.bootstrap_sources else {}
     return info
 
 
@@ -173,13 +184,47 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
     )
 
 
-def bootstrap_columns(warehouse: Warehouse, join: Join, start_ds: str, end_ds: str) -> list[str]:
-    """The join columns some bootstrap part provides in range (what `with_bootstrap_values` adds)."""
-    provided: list[str] = []
+def values_in_place(warehouse: Warehouse, join: Join, frame: DataFrame, start_ds: str, end_ds: str) -> DataFrame | None:
+    """`frame` (left rows every join part is covered on) plus every bootstrap value, read where it is stored.
+
+    When a single bootstrap table provides values, full coverage means it matched every left row, exactly
+    once (the bootstrap table refuses duplicate row ids), so an inner join with it loses no row. Its wide
+    rows are then read in place and `frame`'s narrow rows broadcast to them: nothing wide is shuffled, and
+    each task keeps the day files it read. None when several tables provide values or `frame` is too large
+    to broadcast (`with_bootstrap_values` then joins them).
+    """
+    providing = []
+    for source in join.bootstrap_sources:
+        values, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
+        if values is not None and provided:
+            providing.append((source, values, provided))
+    if len(providing) != 1 or _estimated_bytes(frame) > BROADCAST_LEFT_BYTES:
+        return None
+    source, values, provided = providing[0]
+    tag = f"{source.priority}"
+    renamed = values.select(
+        *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
+        *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
+    )
+    joined = renamed.join(F.broadcast(frame), _match_condition(source, tag), "inner")
+    return joined.select(*frame.columns, *[F.col(f"__b{tag}__{c}").alias(c) for c in provided])
+
+
+def _estimated_bytes(frame: DataFrame) -> int:
+    """Spark's own size estimate of a frame (what it compares with its broadcast threshold)."""
+    return int(str(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+
+
+def bootstrap_types(warehouse: Warehouse, join: Join, start_ds: str, end_ds: str) -> dict[str, DataType]:
+    """The join columns some bootstrap part provides in range (what `with_bootstrap_values` adds), each with
+    its type in the highest-priority part that provides it."""
+    provided: dict[str, DataType] = {}
     for source in join.bootstrap_sources:
         frame, columns = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
         if frame is not None:
-            provided += [c for c in columns if c not in provided]
+            types = {field.name: field.dataType for field in frame.schema.fields}
+            for column in columns:
+                provided.setdefault(column, types[column])
     return provided
 
 
@@ -200,33 +245,11 @@ def _join_source(
     (a right outer join can build only on the source's side); the largest are sort-merged.
     """
     condition = _match_condition(source, tag)
-    conf = rows.sparkSession.conf
-    partitions = int(conf.get("spark.sql.shuffle.partitions") or 200)
-    broadcast_bytes = _bytes_setting(conf.get("spark.sql.autoBroadcastJoinThreshold") or "10m")
+    conf = rows.sparkSession._jsparkSession.sessionState().conf()  # the settings as Spark parsed them
     size = warehouse.size_bytes(source.table, start_ds, end_ds)
-    if broadcast_bytes < size <= HASH_BUILD_BYTES_PER_PARTITION * partitions:
+    if conf.autoBroadcastJoinThreshold() < size <= HASH_BUILD_BYTES_PER_PARTITION * conf.numShufflePartitions():
         rows = rows.hint("shuffle_hash")
     return rows.join(frame, condition, "right")
-
-
-def _bytes_setting(value: str) -> int:
-    """A Spark size setting ("10485760", "10m", "64MB") in bytes; -1 (disabled) stays -1."""
-    text = value.strip().lower().removesuffix("b")
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
-
-
-def enrich_left(
-    warehouse: Warehouse, join: Join, left: DataFrame, start_ds: str, end_ds: str
-) -> tuple[DataFrame, dict]:
-    """The left rows plus the bootstrap value of every provided join column and one coverage flag per part.
-
-    Returns the frame and, for metadata, what each source provides.
-    """
-    flagged, info = coverage_flags(warehouse, join, left, start_ds, end_ds)
-    return with_bootstrap_values(warehouse, join, flagged, start_ds, end_ds), info
 
 
 def _match_condition(source: BootstrapSource, tag: str) -> Column:

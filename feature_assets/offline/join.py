@@ -20,7 +20,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, JoinPart
-from feature_assets.offline.bootstrap import bootstrap_columns, with_bootstrap_values
+from feature_assets.offline.bootstrap import bootstrap_types, values_in_place, with_bootstrap_values
 from feature_assets.offline.derivations import apply_derivations
 from feature_assets.offline.frames import keys_not_null, row_time_columns, union_by_name
 from feature_assets.offline.group_by import read_group_by_sources, snapshot_backfill
@@ -200,9 +200,40 @@ def output_from_stored(
 ) -> DataFrame:
     """The join's output from its stored tables: the bootstrap table (left rows and coverage flags) and every
     part table. Parts bootstrap covers on every row are not joined; the bootstrap values come last."""
-    parts = without_covered_parts(bootstrap_columns(warehouse, join, start_ds, end_ds), stored_parts)
+    return _stored_output(warehouse, join, flagged, stored_parts, start_ds, end_ds)[0]
+
+
+def write_join_output(
+    warehouse: Warehouse,
+    join: Join,
+    flagged: DataFrame,
+    stored_parts: list[tuple[JoinPart, DataFrame]],
+    table: str,
+    start_ds: str,
+    end_ds: str,
+) -> None:
+    """Write `output_from_stored` to `table`. An output read in place from one bootstrap table is written
+    as its tasks hold it (whole day files each), without a shuffle by day."""
+    frame, in_day_files = _stored_output(warehouse, join, flagged, stored_parts, start_ds, end_ds)
+    warehouse.write_partitions(frame, table, start_ds, end_ds, shuffle=not in_day_files)
+
+
+def _stored_output(
+    warehouse: Warehouse,
+    join: Join,
+    flagged: DataFrame,
+    stored_parts: list[tuple[JoinPart, DataFrame]],
+    start_ds: str,
+    end_ds: str,
+) -> tuple[DataFrame, bool]:
+    """The output, and whether it reads one bootstrap table in place (no part joined, no shuffle)."""
+    parts = without_covered_parts(list(bootstrap_types(warehouse, join, start_ds, end_ds)), stored_parts)
+    if all(table is None for _, table in parts):
+        in_place = values_in_place(warehouse, join, flagged, start_ds, end_ds)
+        if in_place is not None:
+            return assemble_join(join, in_place, parts), True
     values = functools.partial(with_bootstrap_values, warehouse, join, start_ds=start_ds, end_ds=end_ds)
-    return assemble_join(join, flagged, parts, values)
+    return assemble_join(join, flagged, parts, values), False
 
 
 def without_covered_parts(
@@ -257,11 +288,14 @@ def compute_needed_join_part(
     }
     if not runs:
         # Nothing to compute: an empty table typed by the bootstrap values, without reading the part's sources.
-        typed = enriched.limit(0)
-        if not set(part.columns) <= set(typed.columns):  # a bootstrap table holds flags, not values
-            typed = with_bootstrap_values(warehouse, join, typed, start_ds, end_ds)
-        if set(part.columns) <= set(typed.columns):
-            return typed.select(*part.left_keys, *row_time_columns(enriched), *part.columns), stats
+        types = bootstrap_types(warehouse, join, start_ds, end_ds)
+        if set(part.columns) <= set(types):
+            empty = enriched.limit(0).select(
+                *part.left_keys,
+                *row_time_columns(enriched),
+                *[F.lit(None).cast(types[c]).alias(c) for c in part.columns],
+            )
+            return empty, stats
         runs = [(start_ds, end_ds)]  # no left rows and no bootstrap values: typed as computed
     few = stats["rows_computed"] <= min(FEW_ROWS, FEW_ROWS_SHARE * stats["left_rows"])
     frames = [

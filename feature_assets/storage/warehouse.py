@@ -149,19 +149,21 @@ class Warehouse:
         return registered
 
     # --- writes ------------------------------------------------------------------------------
-    def write_partitions(self, frame: DataFrame, table: str, start_ds: str, end_ds: str) -> None:
+    def write_partitions(self, frame: DataFrame, table: str, start_ds: str, end_ds: str, shuffle: bool = True) -> None:
         """Replace the partitions [start_ds, end_ds] of `table` with `frame` (which has a `ds` column).
 
         Rows outside the range are a bug upstream and are refused. Days of the range with no row get
         an empty partition, so re-materializing a day that became empty leaves no stale rows behind.
+        Rows are shuffled by day first, one file per day; `shuffle=False` writes each task as it is (one file
+        per day and task), for a frame whose tasks read a ds-partitioned table in place and so hold whole days.
         """
         frame = frame.where(F.col(PARTITION_COLUMN).between(start_ds, end_ds))
         # Clear the range first: dynamic overwrite alone would keep a day that now has no rows.
         self.drop_partitions(table, date_range(start_ds, end_ds))
         columns = [c for c in frame.columns if c != PARTITION_COLUMN] + [PARTITION_COLUMN]
+        ordered = frame.select(*columns)
         (
-            frame.select(*columns)
-            .repartition(PARTITION_COLUMN)
+            (ordered.repartition(PARTITION_COLUMN) if shuffle else ordered)
             .write.mode("overwrite")
             .options(**WRITE_OPTIONS)
             .option("partitionOverwriteMode", "dynamic")

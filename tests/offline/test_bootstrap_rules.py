@@ -64,6 +64,10 @@ REPO = {
         duplicated = Join(left=left, right_parts=PARTS, row_ids=["request_id"],
                           bootstrap_parts=[BootstrapPart(table="boot.duplicated")])
         few = Join(left=left, right_parts=PARTS, row_ids=["request_id"], bootstrap_parts=[BootstrapPart(table="boot.most")])
+        everything = Join(left=left, right_parts=PARTS, row_ids=["request_id"],
+                          bootstrap_parts=[BootstrapPart(table="boot.ids_only"), BootstrapPart(table="boot.everything")],
+                          derivations=[Derivation(name="*", expr="*"),
+                                       Derivation(name="total", expr="t_purchases_v1_purchase_price_sum_2d + coalesce(t_returns_v1_refund_amt_sum_3d, 0)")])
         mixed = Join(left=left, right_parts=PARTS, row_ids=["request_id"],
                      bootstrap_parts=[BootstrapPart(table="boot.mixed_high"), BootstrapPart(table="boot.mixed_all"),
                                       BootstrapPart(table="boot.mixed_low")])
@@ -254,6 +258,48 @@ def test_fully_covered_part_never_reads_its_source(spark, setup):
         out.set_index("request_id").loc[boot["request_id"], "t_missing_v1_amount_max"].tolist()
         == boot["t_missing_v1_amount_max"].tolist()
     )
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_one_table_covering_every_row_is_read_in_place(spark, setup, seed):
+    """A single bootstrap table provides every value (another only matches ids): its values are read where
+    they are stored (the narrow left rows broadcast to them, nothing shuffled) and written without a shuffle
+    by day; same rows as the rules."""
+    from feature_assets.offline.join import _stored_output, write_join_output
+
+    joins, store, left, tables = setup
+    rng = np.random.default_rng(seed)
+    every = left[["request_id", "ds"]].copy()
+    for i, column in enumerate(PA + RB):
+        every[column] = values(len(every), seed * 10 + i, nulls=rng.uniform(0.1, 0.5))
+        every = nullify(every, column)
+    # Rows no left row asks for: another id, and a left id on another day.
+    other_day = START if left["ds"].iloc[0] != START else END
+    strays = pd.DataFrame({"request_id": ["not-a-left-row", left["request_id"].iloc[0]], "ds": [START, other_day]})
+    for column in PA + RB:
+        strays[column] = 1
+    write_table(spark, store, "boot.everything", pd.concat([every, strays]).sample(frac=1, random_state=seed))
+    write_table(spark, store, "boot.ids_only", sample(left, 0.5, seed))  # matches rows, provides no value
+    join = joins["t.model.everything"]
+    out, stats, _ = run_join(store, join)
+    expected = by_priority(left, computed(left, tables, join), [every.drop(columns="ds")], {"a": PA, "b": RB}, [])
+    assert [s["rows_computed"] for s in stats] == [0, 0]
+    assert len(out) == len(left) and out["request_id"].is_unique
+    assert_frames_equal(out, expected, PA + RB)
+    totals = out.set_index("request_id").loc[expected.index, "total"].astype(float)
+    assert np.allclose(totals, expected[PA[0]].astype(float) + expected[RB[0]].fillna(0).astype(float), equal_nan=True)
+
+    table = "default.t_model_everything_bootstrap"
+    flagged = store.read(table, START, END)
+    parts = [(part, store.read(f"{table}_part_{i}", START, END)) for i, part in enumerate(join.join_parts)]
+    frame, in_place = _stored_output(store, join, flagged, parts, START, END)
+    plan = frame._jdf.queryExecution().executedPlan().toString()
+    assert in_place and "Exchange hashpartitioning" not in plan and "BroadcastHashJoin" in plan
+    write_join_output(store, join, flagged, parts, "default.t_model_everything", START, END)
+    written = store.read("default.t_model_everything", START, END).toPandas()
+    assert sorted(written.columns) == sorted(out.columns) and len(written) == len(left)
+    assert_frames_equal(written, expected, PA + RB)
+    assert (written.groupby("ds").size() == left.groupby("ds").size()).all()
 
 
 def test_duplicate_bootstrap_rows_fail_naming_the_table_and_ids(spark, setup):

@@ -311,7 +311,7 @@ def test_rows_of_an_older_schema_leave_the_new_feature_to_compute(warehouse, cas
     """Bootstrap from the flattened log: a row logged before a feature existed is not covered for its part."""
     from pyspark.sql import functions as F
 
-    from feature_assets.offline.bootstrap import enrich_left
+    from feature_assets.offline.bootstrap import coverage_flags
 
     build_tables(warehouse, database, quickstart_compiled)
     base = quickstart_compiled.joins[JOIN_NAME]
@@ -336,8 +336,8 @@ def test_rows_of_an_older_schema_leave_the_new_feature_to_compute(warehouse, cas
         [(r, e["user_id"], e["ts"], e["ds"]) for r, e in case.expected.items()] + [("unlogged", "1", 5, DAYS[0])],
         "request_id string, user_id string, ts bigint, ds string",
     )
-    enriched, _ = enrich_left(warehouse, join, left, DAYS[0], DAYS[1])
-    flags = {r["request_id"]: r for r in enriched.collect()}
+    flagged, _ = coverage_flags(warehouse, join, left, DAYS[0], DAYS[1])
+    flags = {r["request_id"]: r for r in flagged.collect()}
     covered_purchases, covered_returns = (join.coverage_column(part) for part in join.join_parts)
     for request_id, expected in case.expected.items():
         is_v2 = expected["schema_hash"] == case.versions[1][0]
