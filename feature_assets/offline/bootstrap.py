@@ -28,6 +28,7 @@ from pyspark.sql.types import DataType
 
 from feature_assets.model.configs import BootstrapSource, Join, Query
 from feature_assets.model.logs import ABSENT_FIELDS_COLUMN
+from feature_assets.offline.frames import estimated_bytes, reads_in_place
 from feature_assets.storage import TableNotFound, Warehouse, date_range
 
 MATCH_PREFIX = "_bootstrap_matched_"
@@ -36,10 +37,10 @@ MATCH_PREFIX = "_bootstrap_matched_"
 # the table's stored size in range is at most this per shuffle partition; larger tables are sort-merged,
 # which spills to disk instead.
 HASH_BUILD_BYTES_PER_PARTITION = 32 * 1024 * 1024
-# A join that one bootstrap table covers on every row reads that table's values in place and broadcasts the
-# narrow left rows to them, when Spark estimates those rows at most this size; larger left rows are joined
-# like any other (which shuffles the wide values).
-BROADCAST_LEFT_BYTES = 64 * 1024 * 1024
+# Narrow rows (a bootstrap table's keys; the left rows of a join one bootstrap table covers on every row) are
+# broadcast when Spark estimates them at most this size, so the other side is read in place, never shuffled,
+# and written as read. Larger ones are joined like any other (shuffled).
+BROADCAST_NARROW_BYTES = 64 * 1024 * 1024
 
 
 class DuplicateBootstrapRows(ValueError):
@@ -106,7 +107,9 @@ def coverage_flags(
             F.lit(True).alias(match),
             *([F.col(ABSENT_FIELDS_COLUMN).alias(absent)] if absent else []),
         )
-        flagged = _join_source(warehouse, source, tag, matched, flagged, start_ds, end_ds).drop(
+        # Keys small enough to broadcast leave the left rows where they are read.
+        broadcast = _broadcastable(matched)
+        flagged = _join_source(warehouse, source, tag, matched, flagged, start_ds, end_ds, broadcast).drop(
             *[f"__b{tag}_{k}" for k in (*source.key_columns, "ds")]
         )
         for column in provided:
@@ -142,7 +145,7 @@ def write_bootstrap_table(
     flagged = flagged.observe(
         written_seen, F.count(F.lit(1)).alias("rows"), *[F.sum(F.col(c).cast("long")).alias(c) for c in flags]
     )
-    warehouse.write_partitions(flagged, table, start_ds, end_ds)
+    warehouse.write_partitions(flagged, table, start_ds, end_ds, shuffle=not reads_in_place(flagged))
     left_rows, written = left_seen.get.get("rows") or 0, written_seen.get
     if (written.get("rows") or 0) != left_rows:
         warehouse.drop_partitions(table, date_range(start_ds, end_ds))
@@ -198,7 +201,7 @@ def values_in_place(warehouse: Warehouse, join: Join, frame: DataFrame, start_ds
         values, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
         if values is not None and provided:
             providing.append((source, values, provided))
-    if len(providing) != 1 or _estimated_bytes(frame) > BROADCAST_LEFT_BYTES:
+    if len(providing) != 1 or not _broadcastable(frame):
         return None
     source, values, provided = providing[0]
     tag = f"{source.priority}"
@@ -210,9 +213,11 @@ def values_in_place(warehouse: Warehouse, join: Join, frame: DataFrame, start_ds
     return joined.select(*frame.columns, *[F.col(f"__b{tag}__{c}").alias(c) for c in provided])
 
 
-def _estimated_bytes(frame: DataFrame) -> int:
-    """Spark's own size estimate of a frame (what it compares with its broadcast threshold)."""
-    return int(str(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+def _broadcastable(narrow: DataFrame) -> bool:
+    """Whether to broadcast narrow rows: small enough by Spark's estimate, and broadcasts are not turned off
+    (`spark.sql.autoBroadcastJoinThreshold` = -1)."""
+    conf = narrow.sparkSession._jsparkSession.sessionState().conf()
+    return conf.autoBroadcastJoinThreshold() >= 0 and estimated_bytes(narrow) <= BROADCAST_NARROW_BYTES
 
 
 def bootstrap_types(warehouse: Warehouse, join: Join, start_ds: str, end_ds: str) -> dict[str, DataType]:
@@ -236,15 +241,19 @@ def _join_source(
     frame: DataFrame,
     start_ds: str,
     end_ds: str,
+    broadcast: bool = False,
 ) -> DataFrame:
     """`rows` of a bootstrap source (columns renamed `__b{tag}_...`) right-joined to `frame` on the source's
     key columns and ds: every row of `frame` once, with the matching source row's columns or nulls.
 
-    A source under Spark's broadcast threshold is left to Spark, which broadcasts it. A larger one that is
-    still small per shuffle partition is the build side of a shuffled hash join, which sorts neither side
-    (a right outer join can build only on the source's side); the largest are sort-merged.
+    `broadcast` rows are broadcast. Otherwise a source under Spark's broadcast threshold is left to Spark,
+    which broadcasts it; a larger one that is still small per shuffle partition is the build side of a
+    shuffled hash join, which sorts neither side (a right outer join can build only on the source's side);
+    the largest are sort-merged.
     """
     condition = _match_condition(source, tag)
+    if broadcast:
+        return F.broadcast(rows).join(frame, condition, "right")
     conf = rows.sparkSession._jsparkSession.sessionState().conf()  # the settings as Spark parsed them
     size = warehouse.size_bytes(source.table, start_ds, end_ds)
     if conf.autoBroadcastJoinThreshold() < size <= HASH_BUILD_BYTES_PER_PARTITION * conf.numShufflePartitions():

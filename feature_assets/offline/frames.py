@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+_SHUFFLE = re.compile(r"(?<!Broadcast)Exchange ")
 
 
 def row_time_columns(frame: DataFrame) -> list[str]:
@@ -23,3 +27,14 @@ def union_by_name(frames: list[DataFrame], allow_missing_columns: bool = False) 
     for frame in frames[1:]:
         union = union.unionByName(frame, allowMissingColumns=allow_missing_columns)
     return union
+
+
+def reads_in_place(frame: DataFrame) -> bool:
+    """No shuffle in the frame's plan (broadcasts aside): its tasks are splits of the files it reads, so a
+    frame read from ds-partitioned tables holds whole days per task and can be written without a shuffle."""
+    return not _SHUFFLE.search(frame._jdf.queryExecution().executedPlan().toString())
+
+
+def estimated_bytes(frame: DataFrame) -> int:
+    """Spark's own size estimate of a frame (what it compares with its broadcast threshold)."""
+    return int(str(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, JoinPart
 from feature_assets.offline.bootstrap import bootstrap_types, values_in_place, with_bootstrap_values
 from feature_assets.offline.derivations import apply_derivations
-from feature_assets.offline.frames import keys_not_null, row_time_columns, union_by_name
+from feature_assets.offline.frames import keys_not_null, reads_in_place, row_time_columns, union_by_name
 from feature_assets.offline.group_by import read_group_by_sources, snapshot_backfill
 from feature_assets.offline.mutations import mutation_join_part
 from feature_assets.offline.sources import events_start_for, read_source
@@ -199,8 +199,15 @@ def output_from_stored(
     end_ds: str,
 ) -> DataFrame:
     """The join's output from its stored tables: the bootstrap table (left rows and coverage flags) and every
-    part table. Parts bootstrap covers on every row are not joined; the bootstrap values come last."""
-    return _stored_output(warehouse, join, flagged, stored_parts, start_ds, end_ds)[0]
+    part table. Parts bootstrap covers on every row are not joined; the bootstrap values come last, read in
+    place when every part is covered and one table provides them (`values_in_place`)."""
+    parts = without_covered_parts(list(bootstrap_types(warehouse, join, start_ds, end_ds)), stored_parts)
+    if all(table is None for _, table in parts):
+        in_place = values_in_place(warehouse, join, flagged, start_ds, end_ds)
+        if in_place is not None:
+            return assemble_join(join, in_place, parts)
+    values = functools.partial(with_bootstrap_values, warehouse, join, start_ds=start_ds, end_ds=end_ds)
+    return assemble_join(join, flagged, parts, values)
 
 
 def write_join_output(
@@ -212,28 +219,10 @@ def write_join_output(
     start_ds: str,
     end_ds: str,
 ) -> None:
-    """Write `output_from_stored` to `table`. An output read in place from one bootstrap table is written
-    as its tasks hold it (whole day files each), without a shuffle by day."""
-    frame, in_day_files = _stored_output(warehouse, join, flagged, stored_parts, start_ds, end_ds)
-    warehouse.write_partitions(frame, table, start_ds, end_ds, shuffle=not in_day_files)
-
-
-def _stored_output(
-    warehouse: Warehouse,
-    join: Join,
-    flagged: DataFrame,
-    stored_parts: list[tuple[JoinPart, DataFrame]],
-    start_ds: str,
-    end_ds: str,
-) -> tuple[DataFrame, bool]:
-    """The output, and whether it reads one bootstrap table in place (no part joined, no shuffle)."""
-    parts = without_covered_parts(list(bootstrap_types(warehouse, join, start_ds, end_ds)), stored_parts)
-    if all(table is None for _, table in parts):
-        in_place = values_in_place(warehouse, join, flagged, start_ds, end_ds)
-        if in_place is not None:
-            return assemble_join(join, in_place, parts), True
-    values = functools.partial(with_bootstrap_values, warehouse, join, start_ds=start_ds, end_ds=end_ds)
-    return assemble_join(join, flagged, parts, values), False
+    """Write `output_from_stored` to `table`; an output that reads its tables in place is written as its tasks
+    hold it (whole days each), without a shuffle by day."""
+    frame = output_from_stored(warehouse, join, flagged, stored_parts, start_ds, end_ds)
+    warehouse.write_partitions(frame, table, start_ds, end_ds, shuffle=not reads_in_place(frame))
 
 
 def without_covered_parts(

@@ -265,7 +265,8 @@ def test_one_table_covering_every_row_is_read_in_place(spark, setup, seed):
     """A single bootstrap table provides every value (another only matches ids): its values are read where
     they are stored (the narrow left rows broadcast to them, nothing shuffled) and written without a shuffle
     by day; same rows as the rules."""
-    from feature_assets.offline.join import _stored_output, write_join_output
+    from feature_assets.offline.frames import reads_in_place
+    from feature_assets.offline.join import output_from_stored, write_join_output
 
     joins, store, left, tables = setup
     rng = np.random.default_rng(seed)
@@ -292,9 +293,8 @@ def test_one_table_covering_every_row_is_read_in_place(spark, setup, seed):
     table = "default.t_model_everything_bootstrap"
     flagged = store.read(table, START, END)
     parts = [(part, store.read(f"{table}_part_{i}", START, END)) for i, part in enumerate(join.join_parts)]
-    frame, in_place = _stored_output(store, join, flagged, parts, START, END)
-    plan = frame._jdf.queryExecution().executedPlan().toString()
-    assert in_place and "Exchange hashpartitioning" not in plan and "BroadcastHashJoin" in plan
+    frame = output_from_stored(store, join, flagged, parts, START, END)
+    assert reads_in_place(frame) and "BroadcastHashJoin" in frame._jdf.queryExecution().executedPlan().toString()
     write_join_output(store, join, flagged, parts, "default.t_model_everything", START, END)
     written = store.read("default.t_model_everything", START, END).toPandas()
     assert sorted(written.columns) == sorted(out.columns) and len(written) == len(left)
