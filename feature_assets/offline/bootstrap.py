@@ -14,7 +14,7 @@ The bootstrap table keeps the left rows and one coverage flag per join part (`co
 are joined once, into the output (`with_bootstrap_values`), rather than written there and read back. A part
 covered on every row is neither computed nor joined; when every part is and a single table provides the
 values, they are read where they are stored and the narrow left rows are broadcast to them
-(`values_in_place`), so no wide row is shuffled.
+(`values_in_place`), so nothing is shuffled.
 
 A flattened log table names, per row, the fields its schema version did not have (`_absent_fields`): the row
 does not provide those columns, so a row logged before a feature was added is not covered for that feature.
@@ -187,21 +187,22 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
     )
 
 
-def values_in_place(warehouse: Warehouse, join: Join, frame: DataFrame, start_ds: str, end_ds: str) -> DataFrame | None:
-    """`frame` (left rows every join part is covered on) plus every bootstrap value, read where it is stored.
+def values_in_place(warehouse: Warehouse, join: Join, flagged: DataFrame, start_ds: str, end_ds: str) -> DataFrame | None:
+    """`flagged` (the bootstrap table of a join covered for every part on every row) plus every bootstrap value,
+    read where it is stored.
 
     When a single bootstrap table provides values, full coverage means it matched every left row, exactly
     once (the bootstrap table refuses duplicate row ids), so an inner join with it loses no row. Its wide
-    rows are then read in place and `frame`'s narrow rows broadcast to them: nothing wide is shuffled, and
-    each task keeps the day files it read. None when several tables provide values or `frame` is too large
-    to broadcast (`with_bootstrap_values` then joins them).
+    rows are then read in place and the narrow left rows broadcast to them: nothing is shuffled, and each
+    task keeps the day files it read. None when several tables provide values or the left rows are too
+    large to broadcast (`with_bootstrap_values` then joins them).
     """
     providing = []
     for source in join.bootstrap_sources:
         values, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
         if values is not None and provided:
             providing.append((source, values, provided))
-    if len(providing) != 1 or not _broadcastable(frame):
+    if len(providing) != 1 or not _broadcastable(flagged):
         return None
     source, values, provided = providing[0]
     tag = f"{source.priority}"
@@ -209,8 +210,8 @@ def values_in_place(warehouse: Warehouse, join: Join, frame: DataFrame, start_ds
         *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
         *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
     )
-    joined = renamed.join(F.broadcast(frame), _match_condition(source, tag), "inner")
-    return joined.select(*frame.columns, *[F.col(f"__b{tag}__{c}").alias(c) for c in provided])
+    joined = renamed.join(F.broadcast(flagged), _match_condition(source, tag), "inner")
+    return joined.select(*flagged.columns, *[F.col(f"__b{tag}__{c}").alias(c) for c in provided])
 
 
 def _broadcastable(narrow: DataFrame) -> bool:
