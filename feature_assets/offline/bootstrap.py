@@ -187,7 +187,9 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
     )
 
 
-def values_in_place(warehouse: Warehouse, join: Join, flagged: DataFrame, start_ds: str, end_ds: str) -> DataFrame | None:
+def values_in_place(
+    warehouse: Warehouse, join: Join, flagged: DataFrame, start_ds: str, end_ds: str
+) -> DataFrame | None:
     """`flagged` (the bootstrap table of a join covered for every part on every row) plus every bootstrap value,
     read where it is stored.
 

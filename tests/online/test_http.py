@@ -164,12 +164,13 @@ def start_server(app, port):
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    return server
+    return server, thread
 
 
 def read_line(stream, timeout: float) -> str:
@@ -223,12 +224,13 @@ def test_outage_gives_503_and_recovers(tmp_path):
 
     mongo_port = find_free_port()
     mongo = start_mongo(tmp_path / "mongo", port=mongo_port, log_path=tmp_path / "mongo.log")
-    server = None
+    server = thread = None
     try:
         store = MongoKVStore.from_uri(mongo.url, "http_test", **SERVICE_CLIENT_OPTIONS)
         load_quickstart(store, "2023-11-25")
         port = find_free_port()
-        server = start_server(create_app(store=store), port)
+        app = create_app(store=store)
+        server, thread = start_server(app, port)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             request = dict(json={"user_id": "3"}, params={"at_millis": AT})
             assert http.post(JOIN, **request).status_code == 200
@@ -250,6 +252,10 @@ def test_outage_gives_503_and_recovers(tmp_path):
             assert again.json() == expected
             assert http.get("/healthz").status_code == 200
     finally:
-        if server is not None:
+        if server is not None and thread is not None:
             server.should_exit = True
+            thread.join(timeout=10)
+            # As `serve` does once its server stops: flush the fetch log while the store is still up.
+            if app.state.fetcher.logger is not None:
+                app.state.fetcher.logger.close(timeout=5.0)
         mongo.stop()
