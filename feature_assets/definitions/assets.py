@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from feature_assets.checks import schemas
-from feature_assets.definitions.columns import definition_columns, describe_columns
+from feature_assets.definitions.columns import definition_columns, describe_columns, expected_columns
 from feature_assets.definitions.graph import BOOTSTRAP, GROUP_BY, JOIN, JOIN_PART, SOURCE, STAGING_QUERY, Edge, Node
 from feature_assets.model.configs import GroupBy, Join, StagingQuery
 from feature_assets.offline.bootstrap import write_bootstrap_table
@@ -279,7 +279,7 @@ def _bootstrap_asset(node: Node, partitioning: _Partitioning, _):
         "\n".join(f"{s.priority}. `{s.table}`" + (" (log, always lowest)" if s.is_log else "") for s in sources)
         or "no bootstrap parts: the left rows as they are, every coverage flag false"
     )
-    expected = {**schemas.left_columns(join), "ds": None}
+    expected = expected_columns(node)  # left columns, one boolean coverage flag per part, ds
 
     @asset(
         **_common(

@@ -57,7 +57,7 @@ def expected_columns(node: Node) -> schemas.ExpectedColumns:
         return schemas.group_by_table_columns(node.config)
     if node.kind == BOOTSTRAP and node.join is not None:
         join = node.join
-        flags = {join.coverage_column(part): None for part in join.join_parts} if join.bootstrap_sources else {}
+        flags = {join.coverage_column(part): T.BooleanType() for part in join.join_parts}  # without parts: false
         return {**schemas.left_columns(join), **flags, DS: T.StringType()}
     if node.kind == JOIN_PART and node.join is not None and node.part is not None:
         return schemas.join_part_table_columns(node.join, node.part)
