@@ -172,11 +172,9 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
         if values is None or not provided:
             continue
         tag = f"{source.priority}"
-        renamed = values.select(
-            *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
-            *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
+        enriched = _join_source(
+            warehouse, source, tag, _renamed(values, source, tag, provided), enriched, start_ds, end_ds
         )
-        enriched = _join_source(warehouse, source, tag, renamed, enriched, start_ds, end_ds)
         for column in provided:
             per_column.setdefault(column, []).append(f"__b{tag}__{column}")
     if not per_column:
@@ -208,12 +206,16 @@ def values_in_place(
         return None
     source, values, provided = providing[0]
     tag = f"{source.priority}"
-    renamed = values.select(
+    joined = _renamed(values, source, tag, provided).join(F.broadcast(flagged), _match_condition(source, tag), "inner")
+    return joined.select(*flagged.columns, *[F.col(f"__b{tag}__{c}").alias(c) for c in provided])
+
+
+def _renamed(values: DataFrame, source: BootstrapSource, tag: str, provided: list[str]) -> DataFrame:
+    """A source's key columns, ds and provided values, renamed apart from the left rows they are joined to."""
+    return values.select(
         *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
         *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
     )
-    joined = renamed.join(F.broadcast(flagged), _match_condition(source, tag), "inner")
-    return joined.select(*flagged.columns, *[F.col(f"__b{tag}__{c}").alias(c) for c in provided])
 
 
 def _broadcastable(narrow: DataFrame) -> bool:
