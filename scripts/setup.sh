@@ -23,3 +23,9 @@ if ! command -v java >/dev/null 2>&1; then
   echo "Java 17 is required by Spark and was not found on PATH" >&2
   exit 1
 fi
+# Spark's classes, archived once for this environment's JVM and jars: every later Spark start is ~4 s faster.
+# Optional: without the archive Spark starts as usual.
+if ! SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}" .venv/bin/python -m feature_assets.dev.jvm_archive \
+    > .venv/jvm-archive.log 2>&1; then
+  echo "note: no Spark class archive was built (see .venv/jvm-archive.log); Spark starts without it" >&2
+fi

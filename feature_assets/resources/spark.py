@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 
+from feature_assets.resources.jvm_archive import java_options
+
 if TYPE_CHECKING:  # pyspark is imported only when a session is needed, to keep imports light
     from pyspark.sql import SparkSession
 
@@ -58,6 +60,8 @@ class SparkResource(ConfigurableResource):
     # On a cluster: ship this package to the executors (`SparkContext.addPyFile`), so workers need only its
     # dependencies, and always run the driver's version of it.
     ship_package: bool = True
+    # A local driver JVM maps the class archive built for it, when there is one (`jvm_archive`).
+    use_class_archive: bool = True
 
     @property
     def is_local(self) -> bool:
@@ -68,7 +72,10 @@ class SparkResource(ConfigurableResource):
         settings = dict(COMMON_DEFAULTS)
         if self.is_local:
             settings.update(LOCAL_DEFAULTS)
-            settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}"
+            options = f"-Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}"
+            if self.use_class_archive:
+                options = f"{options} {java_options()}".strip()
+            settings["spark.driver.extraJavaOptions"] = options
         settings.update(self.conf)
         return settings
 

@@ -141,8 +141,8 @@ KILLS = 3
 
 
 def test_kill_9_at_random_points_loses_and_doubles_nothing(broker, mongo_uri, tmp_path):
-    """100k events; the consumer is killed with SIGKILL at random moments and restarted each time."""
-    history, stream = scenario(3, 100_000, users=500)
+    """50k events; the consumer is killed with SIGKILL at random moments and restarted each time."""
+    history, stream = scenario(3, 50_000, users=500)
     database = "stream_kill"
     store = fresh_store(mongo_uri, database)
     load_returns_batch(store, history)
@@ -182,8 +182,9 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(broker, mongo_uri, tm
     assert dataset.count_documents({}) == valid, log[-3000:]
     users = sorted(stream["user_id"].dropna().unique())
     reference = reference_store(history, stream)
-    for at in (BATCH_END + 11 * HOUR, BATCH_END + 3 * DAY):
-        assert_same_values(store, reference, users, at)
+    # Three days after the batch, every streamed event (two days of them) is in the 3-day windows, so a lost
+    # or doubled event changes its user's counts and sums.
+    assert_same_values(store, reference, users, BATCH_END + 3 * DAY)
     store.close()
 
 
