@@ -22,6 +22,8 @@ does not provide those columns, so a row logged before a feature was added is no
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType
@@ -162,21 +164,42 @@ def write_bootstrap_table(
     return info
 
 
-def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, start_ds: str, end_ds: str) -> DataFrame:
+@dataclass(frozen=True)
+class BootstrapValues:
+    """One bootstrap source's rows in range (key columns, ds and the join columns it provides) and those columns."""
+
+    source: BootstrapSource
+    rows: DataFrame
+    provided: list[str]
+
+    @property
+    def tag(self) -> str:
+        return f"{self.source.priority}"
+
+
+def read_bootstrap_values(warehouse: Warehouse, join: Join, start_ds: str, end_ds: str) -> list[BootstrapValues]:
+    """The bootstrap sources that provide some join column in range, in priority order, each read once for the
+    functions below."""
+    found = []
+    for source in join.bootstrap_sources:
+        rows, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
+        if rows is not None and provided:
+            found.append(BootstrapValues(source, rows, provided))
+    return found
+
+
+def with_bootstrap_values(
+    warehouse: Warehouse, sources: list[BootstrapValues], frame: DataFrame, start_ds: str, end_ds: str
+) -> DataFrame:
     """`frame` (left rows, with or without coverage flags) plus the bootstrap value of every provided join
     column: the first non-null value by priority (null where no matching part has one)."""
     per_column: dict[str, list[str]] = {}
     enriched = frame
-    for source in join.bootstrap_sources:
-        values, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
-        if values is None or not provided:
-            continue
-        tag = f"{source.priority}"
-        enriched = _join_source(
-            warehouse, source, tag, _renamed(values, source, tag, provided), enriched, start_ds, end_ds
-        )
-        for column in provided:
-            per_column.setdefault(column, []).append(f"__b{tag}__{column}")
+    for values in sources:
+        renamed = _renamed(values.rows, values.source, values.tag, values.provided)
+        enriched = _join_source(warehouse, values.source, values.tag, renamed, enriched, start_ds, end_ds)
+        for column in values.provided:
+            per_column.setdefault(column, []).append(f"__b{values.tag}__{column}")
     if not per_column:
         return frame
     return enriched.select(
@@ -185,9 +208,7 @@ def with_bootstrap_values(warehouse: Warehouse, join: Join, frame: DataFrame, st
     )
 
 
-def values_in_place(
-    warehouse: Warehouse, join: Join, flagged: DataFrame, start_ds: str, end_ds: str
-) -> DataFrame | None:
+def values_in_place(sources: list[BootstrapValues], flagged: DataFrame) -> DataFrame | None:
     """`flagged` (the bootstrap table of a join covered for every part on every row) plus every bootstrap value,
     read where it is stored.
 
@@ -197,17 +218,13 @@ def values_in_place(
     task keeps the day files it read. None when several tables provide values or the left rows are too
     large to broadcast (`with_bootstrap_values` then joins them).
     """
-    providing = []
-    for source in join.bootstrap_sources:
-        values, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
-        if values is not None and provided:
-            providing.append((source, values, provided))
-    if len(providing) != 1 or not _broadcastable(flagged):
+    if len(sources) != 1 or not _broadcastable(flagged):
         return None
-    source, values, provided = providing[0]
-    tag = f"{source.priority}"
-    joined = _renamed(values, source, tag, provided).join(F.broadcast(flagged), _match_condition(source, tag), "inner")
-    return joined.select(*flagged.columns, *[F.col(f"__b{tag}__{c}").alias(c) for c in provided])
+    values = sources[0]
+    tag = values.tag
+    renamed = _renamed(values.rows, values.source, tag, values.provided)
+    joined = renamed.join(F.broadcast(flagged), _match_condition(values.source, tag), "inner")
+    return joined.select(*flagged.columns, *[F.col(f"__b{tag}__{c}").alias(c) for c in values.provided])
 
 
 def _renamed(values: DataFrame, source: BootstrapSource, tag: str, provided: list[str]) -> DataFrame:
@@ -225,16 +242,14 @@ def _broadcastable(narrow: DataFrame) -> bool:
     return conf.autoBroadcastJoinThreshold() >= 0 and estimated_bytes(narrow) <= BROADCAST_NARROW_BYTES
 
 
-def bootstrap_types(warehouse: Warehouse, join: Join, start_ds: str, end_ds: str) -> dict[str, DataType]:
-    """The join columns some bootstrap part provides in range (what `with_bootstrap_values` adds), each with
-    its type in the highest-priority part that provides it."""
+def bootstrap_types(sources: list[BootstrapValues]) -> dict[str, DataType]:
+    """The join columns some bootstrap part provides (what `with_bootstrap_values` adds), each with its type in
+    the highest-priority part that provides it."""
     provided: dict[str, DataType] = {}
-    for source in join.bootstrap_sources:
-        frame, columns = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
-        if frame is not None:
-            types = {field.name: field.dataType for field in frame.schema.fields}
-            for column in columns:
-                provided.setdefault(column, types[column])
+    for values in sources:
+        types = {field.name: field.dataType for field in values.rows.schema.fields}
+        for column in values.provided:
+            provided.setdefault(column, types[column])
     return provided
 
 

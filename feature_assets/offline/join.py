@@ -20,7 +20,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, JoinPart
-from feature_assets.offline.bootstrap import bootstrap_types, values_in_place, with_bootstrap_values
+from feature_assets.offline.bootstrap import (
+    bootstrap_types,
+    read_bootstrap_values,
+    values_in_place,
+    with_bootstrap_values,
+)
 from feature_assets.offline.derivations import apply_derivations
 from feature_assets.offline.frames import keys_not_null, reads_in_place, row_time_columns, union_by_name
 from feature_assets.offline.group_by import read_group_by_sources, snapshot_backfill
@@ -201,12 +206,13 @@ def output_from_stored(
     """The join's output from its stored tables: the bootstrap table (left rows and coverage flags) and every
     part table. Parts bootstrap covers on every row are not joined; the bootstrap values come last, read in
     place when every part is covered and one table provides them (`values_in_place`)."""
-    parts = without_covered_parts(list(bootstrap_types(warehouse, join, start_ds, end_ds)), stored_parts)
+    sources = read_bootstrap_values(warehouse, join, start_ds, end_ds)
+    parts = without_covered_parts(list(bootstrap_types(sources)), stored_parts)
     if all(table is None for _, table in parts):
-        in_place = values_in_place(warehouse, join, flagged, start_ds, end_ds)
+        in_place = values_in_place(sources, flagged)
         if in_place is not None:
             return assemble_join(join, in_place, parts)
-    values = functools.partial(with_bootstrap_values, warehouse, join, start_ds=start_ds, end_ds=end_ds)
+    values = functools.partial(with_bootstrap_values, warehouse, sources, start_ds=start_ds, end_ds=end_ds)
     return assemble_join(join, flagged, parts, values)
 
 
@@ -277,7 +283,7 @@ def compute_needed_join_part(
     }
     if not runs:
         # Nothing to compute: an empty table typed by the bootstrap values, without reading the part's sources.
-        types = bootstrap_types(warehouse, join, start_ds, end_ds)
+        types = bootstrap_types(read_bootstrap_values(warehouse, join, start_ds, end_ds))
         if set(part.columns) <= set(types):
             empty = enriched.limit(0).select(
                 *part.left_keys,

@@ -7,8 +7,10 @@ system, so the root can be a local folder, `hdfs://` or `s3a://` alike.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from pyspark.sql.types import StructType
 from feature_assets.naming import qualified
 
 PARTITION_COLUMN = "ds"
+# Where Spark keeps a table's own schema in each parquet footer (and reads it from first).
+SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata"
 
 
 # Feature columns are mostly high-cardinality numbers: parquet's dictionary encoding falls back for them
@@ -51,6 +55,49 @@ def _local_path(path: str) -> str | None:
     if path.startswith("file:"):
         return urlparse(path).path
     return None if "://" in path else path
+
+
+# Schemas Spark inferred for local tables, by table path, with the files they were inferred from. Inference
+# runs a Spark job that reads a footer (100-150 ms, more than the rest of a read): a table read again with
+# the same files gets the same schema without it.
+_INFERRED_SCHEMAS: dict[str, tuple[tuple, StructType]] = {}
+_INFERRED_SCHEMAS_KEPT = 512
+
+
+def _data_files(local_table: str) -> tuple | None:
+    """What Spark's schema inference of a local ds-partitioned table depends on: its data files (Spark skips
+    names starting with `_` or `.`) with their sizes and modification times; None if it cannot be listed."""
+    try:
+        files = []
+        with os.scandir(local_table) as partitions:
+            for partition in partitions:
+                if not partition.is_dir() or not partition.name.startswith(f"{PARTITION_COLUMN}="):
+                    continue
+                with os.scandir(partition.path) as entries:
+                    for entry in entries:
+                        if entry.name[0] not in "_." and entry.is_file():
+                            stat = entry.stat()
+                            files.append((partition.name, entry.name, stat.st_size, stat.st_mtime_ns))
+        return tuple(sorted(files))
+    except OSError:
+        return None
+
+
+def _empty_parquet(schema: StructType) -> bytes | None:
+    """A parquet file with no rows that Spark reads as `schema` (without a Spark job): Spark takes a file's
+    schema from the `org.apache.spark.sql.parquet.row.metadata` entry it writes in every footer. None for a
+    type Arrow cannot represent (the caller then has Spark write the file)."""
+    import pyarrow.parquet as pq  # only here: importing the warehouse stays light
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    try:
+        arrow_schema = to_arrow_schema(schema, timezone="UTC")
+    except (TypeError, ValueError, NotImplementedError):
+        return None
+    arrow_schema = arrow_schema.with_metadata({SPARK_SCHEMA_KEY: schema.json()})
+    sink = io.BytesIO()
+    pq.write_table(arrow_schema.empty_table(), sink)
+    return sink.getvalue()
 
 
 class Warehouse:
@@ -99,11 +146,27 @@ class Warehouse:
         if not self.exists(table):
             raise TableNotFound(f"table {qualified(table)!r} not found at {self.table_path(table)}")
         path = self.table_path(table)
-        frame = self.spark.read.option("basePath", path).parquet(path)
+        frame = self._read_parquet(path)
         if start_ds is not None:
             frame = frame.where(F.col(PARTITION_COLUMN) >= start_ds)
         if end_ds is not None:
             frame = frame.where(F.col(PARTITION_COLUMN) <= end_ds)
+        return frame
+
+    def _read_parquet(self, path: str) -> DataFrame:
+        """The parquet table at `path`; a local table whose files are unchanged since its last read reuses the
+        schema Spark inferred then."""
+        reader = self.spark.read.option("basePath", path)
+        local = _local_path(path)
+        files = _data_files(local) if local is not None else None
+        known = _INFERRED_SCHEMAS.get(path)
+        if files is not None and known is not None and known[0] == files:
+            return reader.schema(known[1]).parquet(path)
+        frame = reader.parquet(path)
+        if files:
+            if len(_INFERRED_SCHEMAS) >= _INFERRED_SCHEMAS_KEPT:
+                _INFERRED_SCHEMAS.pop(next(iter(_INFERRED_SCHEMAS)))
+            _INFERRED_SCHEMAS[path] = (files, frame.schema)
         return frame
 
     def size_bytes(self, table: str, start_ds: str, end_ds: str) -> int:
@@ -184,20 +247,21 @@ class Warehouse:
         self._write_empty_partitions(table, StructType([f for f in schema.fields if f.name != PARTITION_COLUMN]), days)
 
     def _write_empty_partitions(self, table: str, schema: StructType, days: list[str]) -> None:
-        """One Spark write of an empty file with the schema, then a file-system copy per empty day."""
-        template = f"{self.table_path(table)}/_empty_template"
-        self.spark.createDataFrame([], schema).coalesce(1).write.mode("overwrite").parquet(template)
-        local = _local_path(template)
-        if local is not None:  # a plain file copy each, far cheaper than a JVM round trip per file
-            names = [name for name in os.listdir(local) if name.endswith(".parquet")]
+        """An empty parquet file with the schema in each day: written directly for a local table, else one
+        Spark write of an empty file and a file-system copy per day."""
+        local_table = _local_path(self.table_path(table))
+        empty = _empty_parquet(schema) if local_table is not None else None
+        if empty is not None:
+            name = f"part-00000-{uuid.uuid4()}-empty.parquet"
             for ds in days:
                 target = _local_path(self.partition_path(table, ds))
                 assert target is not None
                 os.makedirs(target, exist_ok=True)
-                for name in names:
-                    shutil.copyfile(os.path.join(local, name), os.path.join(target, name))
-            shutil.rmtree(local)
+                with open(os.path.join(target, name), "wb") as out:
+                    out.write(empty)
             return
+        template = f"{self.table_path(table)}/_empty_template"
+        self.spark.createDataFrame([], schema).coalesce(1).write.mode("overwrite").parquet(template)
         fs, template_path = self._fs(template)
         files = [s.getPath() for s in fs.listStatus(template_path) if s.getPath().getName().endswith(".parquet")]
         jvm = self._jvm()

@@ -41,3 +41,94 @@ def test_empty_partitions_replace_rows_and_keep_the_schema(spark, tmp_path, sche
     assert kept.schema == store.read("ns.table", DAYS[0], DAYS[1]).schema
     assert store.read("ns.table", DAYS[0], DAYS[1]).count() == 0
     assert not (tmp_path / "warehouse" / "ns" / "table" / "_empty_template").exists()
+
+
+def test_empty_partitions_of_every_column_type_read_back_with_spark_types(spark, tmp_path):
+    """Empty days are written without a Spark job; Spark reads them, alone or beside real rows, with the
+    table's own types (timestamps, decimals, lists, maps and structs included)."""
+    import datetime
+    import decimal
+
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from feature_assets.storage import Warehouse
+
+    schema = T.StructType(
+        [
+            T.StructField(name, data_type)
+            for name, data_type in [
+                ("text", T.StringType()),
+                ("whole", T.LongType()),
+                ("small", T.IntegerType()),
+                ("tiny", T.ByteType()),
+                ("real", T.DoubleType()),
+                ("flag", T.BooleanType()),
+                ("at", T.TimestampType()),
+                ("local_at", T.TimestampNTZType()),
+                ("day", T.DateType()),
+                ("money", T.DecimalType(10, 2)),
+                ("raw", T.BinaryType()),
+                ("recent", T.ArrayType(T.DoubleType())),
+                ("by_name", T.MapType(T.StringType(), T.LongType())),
+                (
+                    "nested",
+                    T.StructType([T.StructField("a", T.LongType()), T.StructField("b", T.ArrayType(T.StringType()))]),
+                ),
+            ]
+        ]
+    )
+    store = Warehouse(spark, str(tmp_path / "warehouse"))
+    store.write_empty_partitions("ns.typed", schema, DAYS[0], DAYS[1])
+    read = store.read("ns.typed")
+    assert read.schema == T.StructType(schema.fields + [T.StructField("ds", T.StringType())])
+    assert read.count() == 0
+
+    moment = datetime.datetime(2024, 3, 3, 12, 30)
+    row = (
+        "x",
+        1,
+        2,
+        3,
+        1.5,
+        True,
+        moment,
+        moment,
+        moment.date(),
+        decimal.Decimal("1.25"),
+        b"ab",
+        [1.0],
+        {"k": 1},
+        (1, ["b"]),
+    )
+    store.write_partitions(
+        spark.createDataFrame([row], schema).withColumn("ds", F.lit(DAYS[2])), "ns.typed", DAYS[2], DAYS[2]
+    )
+    both = store.read("ns.typed", DAYS[0], DAYS[2])
+    assert both.schema == read.schema
+    assert [tuple(r)[:-1] for r in both.collect()] == [row]
+    assert sorted(r["ds"] for r in both.collect()) == [DAYS[2]]
+
+
+def test_a_table_read_again_reuses_its_schema_until_its_files_change(spark, tmp_path):
+    from feature_assets.storage import Warehouse
+
+    store = Warehouse(spark, str(tmp_path / "warehouse"))
+    first = spark.createDataFrame([("a", 1, DAYS[0])], "key string, value bigint, ds string")
+    store.write_partitions(first, "ns.evolving", DAYS[0], DAYS[0])
+    assert store.read("ns.evolving").columns == ["key", "value", "ds"]
+
+    tracker = spark.sparkContext.statusTracker()
+    spark.sparkContext.setJobGroup("second read", "second read")
+    try:
+        again = store.read("ns.evolving")
+    finally:
+        spark.sparkContext.setJobGroup("", "")
+    assert list(tracker.getJobIdsForGroup("second read")) == []  # no inference job: the files did not change
+    assert again.collect()[0]["value"] == 1
+
+    # Rewritten with one more column: new files, so the schema is inferred again and has the column.
+    second = spark.createDataFrame([("a", 1, 2.5, DAYS[0])], "key string, value bigint, score double, ds string")
+    store.write_partitions(second, "ns.evolving", DAYS[0], DAYS[0])
+    assert store.read("ns.evolving").columns == ["key", "value", "score", "ds"]
+    assert store.read("ns.evolving").collect()[0]["score"] == 2.5
