@@ -93,7 +93,8 @@ def coverage_flags(
     """
     flagged = left
     provided_by: dict[str, list[str]] = {}
-    providers: dict[str, list[Column]] = {}
+    # Per join column, the sources that provide it: (match flag, absent-fields column or None).
+    providers: dict[str, list[tuple[str, str | None]]] = {}
     for source in join.bootstrap_sources:
         frame, provided = _read_source(warehouse, source, start_ds, end_ds, join.feature_columns)
         provided_by[source.label] = provided
@@ -115,15 +116,22 @@ def coverage_flags(
             *[f"__b{tag}_{k}" for k in (*source.key_columns, "ds")]
         )
         for column in provided:
-            providers.setdefault(column, []).append(_provides(match, absent, column))
+            providers.setdefault(column, []).append((match, absent))
     flags = []
     for part in join.join_parts:
-        covered = F.lit(True)
+        # Columns with the same providers have the same condition: each distinct one is built once (one
+        # provider table typically provides every column, and building Spark expressions is not free).
+        conditions: dict[tuple, Column] = {}
         for column in part.columns:
-            has_column = F.lit(False)
-            for provider in providers.get(column, []):
-                has_column = has_column | provider
-            covered = covered & has_column
+            found = tuple((match, absent, column if absent else None) for match, absent in providers.get(column, []))
+            if found not in conditions:
+                has_column = F.lit(False)
+                for match, absent, _ in found:
+                    has_column = has_column | _provides(match, absent, column)
+                conditions[found] = has_column
+        covered = F.lit(True)
+        for condition in conditions.values():
+            covered = covered & condition
         flags.append(covered.alias(join.coverage_column(part)))
     return flagged.select(*left.columns, *flags), {"provided_by": provided_by}
 
@@ -224,15 +232,16 @@ def values_in_place(sources: list[BootstrapValues], flagged: DataFrame) -> DataF
     tag = values.tag
     renamed = _renamed(values.rows, values.source, tag, values.provided)
     joined = renamed.join(F.broadcast(flagged), _match_condition(values.source, tag), "inner")
-    return joined.select(*flagged.columns, *[F.col(f"__b{tag}__{c}").alias(c) for c in values.provided])
+    return joined.select(*flagged.columns, *[f"__b{tag}__{c}" for c in values.provided]).toDF(
+        *flagged.columns, *values.provided
+    )
 
 
 def _renamed(values: DataFrame, source: BootstrapSource, tag: str, provided: list[str]) -> DataFrame:
-    """A source's key columns, ds and provided values, renamed apart from the left rows they are joined to."""
-    return values.select(
-        *[F.col(k).alias(f"__b{tag}_{k}") for k in (*source.key_columns, "ds")],
-        *[F.col(c).alias(f"__b{tag}__{c}") for c in provided],
-    )
+    """A source's key columns, ds and provided values, renamed apart from the left rows they are joined to
+    (renamed in one call: a Spark expression per column costs a round trip to the JVM each)."""
+    keys = [*source.key_columns, "ds"]
+    return values.select(*keys, *provided).toDF(*[f"__b{tag}_{k}" for k in keys], *[f"__b{tag}__{c}" for c in provided])
 
 
 def _broadcastable(narrow: DataFrame) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlparse
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -38,3 +39,23 @@ def reads_in_place(frame: DataFrame) -> bool:
 def estimated_bytes(frame: DataFrame) -> int:
     """Spark's own size estimate of a frame (what it compares with its broadcast threshold)."""
     return int(str(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+
+
+def has_no_rows(frame: DataFrame) -> bool:
+    """Whether `frame` has no rows. A frame that only reads local parquet files, all of which count zero rows
+    in their footers (the empty days of a stored table), is known to be empty without a Spark job."""
+    if _reads_only_empty_local_files(frame):
+        return True
+    return frame.isEmpty()
+
+
+def _reads_only_empty_local_files(frame: DataFrame) -> bool:
+    leaves = frame._jdf.queryExecution().analyzed().collectLeaves()
+    if any(leaves.apply(i).nodeName() != "LogicalRelation" for i in range(leaves.size())):
+        return False  # rows of its own (a literal frame, a range) or a source other than files
+    files = frame.inputFiles()
+    if not files or not all(name.startswith("file:") and name.endswith(".parquet") for name in files):
+        return False
+    import pyarrow.parquet as pq  # only here: most frames never get this far
+
+    return all(pq.read_metadata(urlparse(name).path).num_rows == 0 for name in files)

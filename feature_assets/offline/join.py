@@ -27,7 +27,7 @@ from feature_assets.offline.bootstrap import (
     with_bootstrap_values,
 )
 from feature_assets.offline.derivations import apply_derivations
-from feature_assets.offline.frames import keys_not_null, reads_in_place, row_time_columns, union_by_name
+from feature_assets.offline.frames import has_no_rows, keys_not_null, reads_in_place, row_time_columns, union_by_name
 from feature_assets.offline.group_by import read_group_by_sources, snapshot_backfill
 from feature_assets.offline.mutations import mutation_join_part
 from feature_assets.offline.sources import events_start_for, read_source
@@ -178,7 +178,8 @@ def assemble_join(
                 f"does not provide {unprovided}"
             )
     base_columns = [c for c in left.columns if c not in bootstrapped and not c.startswith(COVERED_PREFIX)]
-    values = {column: F.col(column) for column in bootstrapped}
+    # A bootstrap value kept as is stays a column name: an expression per column is a JVM round trip each.
+    values: dict[str, Column | str] = {column: column for column in bootstrapped}
     for part in joined:
         covered = join.coverage_column(part)
         flag = covered if covered in left.columns else None
@@ -188,9 +189,10 @@ def assemble_join(
         for column, _, spark_type in external.column_fields:
             values.setdefault(column, F.lit(None).cast(spark_type))
     non_ds = [c for c in base_columns if c != "ds"]
-    output = output.select(*non_ds, *[values[c].alias(c) for c in features if c in values], "ds")
+    selected = [c for c in features if c in values]
+    output = output.select(*non_ds, *[_named(values[c], c) for c in selected], "ds")
     if join.derivations:
-        output = apply_derivations(output, join.derivations, [c for c in features if c in values], keep=non_ds + ["ds"])
+        output = apply_derivations(output, join.derivations, selected, keep=non_ds + ["ds"])
         output = output.select(*[c for c in output.columns if c != "ds"], "ds")
     return output
 
@@ -238,13 +240,18 @@ def without_covered_parts(
 
     A stored part table holds a row for every left row bootstrap does not cover, so an empty one whose
     columns all come from bootstrap (`bootstrapped`: the columns some bootstrap part provides) means nothing
-    was computed: joining it would only shuffle the left rows. Reading one row of a stored table is cheap; a
-    part still to be computed is not a stored table, so pass only tables read back from the warehouse.
+    was computed: joining it would only shuffle the left rows. A stored table's emptiness is cheap to learn
+    (from its files' footers when they are local, else by reading one row); a part still to be computed is
+    not a stored table, so pass only tables read back from the warehouse.
     """
     return [
-        (part, None if set(part.columns) <= set(bootstrapped) and table.isEmpty() else table)
+        (part, None if set(part.columns) <= set(bootstrapped) and has_no_rows(table) else table)
         for part, table in part_tables
     ]
+
+
+def _named(value: Column | str, name: str) -> Column | str:
+    return value if isinstance(value, str) else value.alias(name)
 
 
 def _part_value(column: str, computed: Column, bootstrapped: bool, covered: str | None) -> Column:

@@ -147,10 +147,12 @@ class Warehouse:
             raise TableNotFound(f"table {qualified(table)!r} not found at {self.table_path(table)}")
         path = self.table_path(table)
         frame = self._read_parquet(path)
+        if start_ds is not None and end_ds is not None:
+            return frame.where(F.col(PARTITION_COLUMN).between(start_ds, end_ds))
         if start_ds is not None:
-            frame = frame.where(F.col(PARTITION_COLUMN) >= start_ds)
+            return frame.where(F.col(PARTITION_COLUMN) >= start_ds)
         if end_ds is not None:
-            frame = frame.where(F.col(PARTITION_COLUMN) <= end_ds)
+            return frame.where(F.col(PARTITION_COLUMN) <= end_ds)
         return frame
 
     def _read_parquet(self, path: str) -> DataFrame:

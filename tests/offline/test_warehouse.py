@@ -132,3 +132,27 @@ def test_a_table_read_again_reuses_its_schema_until_its_files_change(spark, tmp_
     store.write_partitions(second, "ns.evolving", DAYS[0], DAYS[0])
     assert store.read("ns.evolving").columns == ["key", "value", "score", "ds"]
     assert store.read("ns.evolving").collect()[0]["score"] == 2.5
+
+
+def test_a_stored_table_of_empty_days_is_known_empty_from_its_footers(spark, tmp_path):
+    from pyspark.sql import functions as F
+
+    from feature_assets.offline.frames import has_no_rows
+    from feature_assets.storage import Warehouse
+
+    store = Warehouse(spark, str(tmp_path / "warehouse"))
+    rows = spark.createDataFrame([("a", 1, DAYS[2])], "key string, value bigint, ds string")
+    store.write_empty_partitions("ns.part", rows.schema, DAYS[0], DAYS[1])
+    empty = store.read("ns.part", DAYS[0], DAYS[1])
+    tracker = spark.sparkContext.statusTracker()
+    spark.sparkContext.setJobGroup("footers", "footers")
+    try:
+        assert has_no_rows(empty)
+    finally:
+        spark.sparkContext.setJobGroup("", "")
+    assert list(tracker.getJobIdsForGroup("footers")) == []
+
+    store.write_partitions(rows, "ns.part", DAYS[2], DAYS[2])
+    assert not has_no_rows(store.read("ns.part"))
+    assert has_no_rows(store.read("ns.part").where(F.col("value") > 1))  # rows on disk, none selected
+    assert not has_no_rows(empty.unionByName(spark.createDataFrame([("b", 2, DAYS[0])], rows.schema)))
