@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
