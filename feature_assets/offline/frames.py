@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlparse
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+from feature_assets.storage import local_path
 
 _SHUFFLE = re.compile(r"(?<!Broadcast)Exchange ")
 
@@ -54,8 +55,9 @@ def _reads_only_empty_local_files(frame: DataFrame) -> bool:
     if any(leaves.apply(i).nodeName() != "LogicalRelation" for i in range(leaves.size())):
         return False  # rows of its own (a literal frame, a range) or a source other than files
     files = frame.inputFiles()
-    if not files or not all(name.startswith("file:") and name.endswith(".parquet") for name in files):
+    paths = [local_path(name) if name.startswith("file:") and name.endswith(".parquet") else None for name in files]
+    if not paths or None in paths:
         return False
     import pyarrow.parquet as pq  # only here: most frames never get this far
 
-    return all(pq.read_metadata(urlparse(name).path).num_rows == 0 for name in files)
+    return all(pq.read_metadata(path).num_rows == 0 for path in paths)

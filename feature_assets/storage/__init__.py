@@ -5,7 +5,17 @@ from feature_assets.storage.warehouse import (
     Warehouse,
     date_range,
     default_root,
+    local_path,
     shift_ds,
 )
 
-__all__ = ["PARTITION_COLUMN", "TableNotFound", "Warehouse", "date_range", "default_root", "qualified", "shift_ds"]
+__all__ = [
+    "PARTITION_COLUMN",
+    "TableNotFound",
+    "Warehouse",
+    "date_range",
+    "default_root",
+    "local_path",
+    "qualified",
+    "shift_ds",
+]

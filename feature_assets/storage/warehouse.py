@@ -49,7 +49,7 @@ def shift_ds(ds: str, days: int) -> str:
     return (date.fromisoformat(ds) + timedelta(days=days)).isoformat()
 
 
-def _local_path(path: str) -> str | None:
+def local_path(path: str) -> str | None:
     """The local file-system path of a warehouse path, or None for another file system (hdfs://, s3a://)."""
     if path.startswith("file:"):
         return urlparse(path).path
@@ -158,7 +158,7 @@ class Warehouse:
         """The parquet table at `path`; a local table whose files are unchanged since its last read reuses the
         schema Spark inferred then."""
         reader = self.spark.read.option("basePath", path)
-        local = _local_path(path)
+        local = local_path(path)
         files = _data_files(local) if local is not None else None
         known = _INFERRED_SCHEMAS.get(path)
         if files is not None and known is not None and known[0] == files:
@@ -250,12 +250,12 @@ class Warehouse:
     def _write_empty_partitions(self, table: str, schema: StructType, days: list[str]) -> None:
         """An empty parquet file with the schema in each day: written directly for a local table, else one
         Spark write of an empty file and a file-system copy per day."""
-        local_table = _local_path(self.table_path(table))
+        local_table = local_path(self.table_path(table))
         empty = _empty_parquet(schema) if local_table is not None else None
         if empty is not None:
             name = f"part-00000-{uuid.uuid4()}-empty.parquet"
             for ds in days:
-                target = _local_path(self.partition_path(table, ds))
+                target = local_path(self.partition_path(table, ds))
                 assert target is not None
                 os.makedirs(target, exist_ok=True)
                 with open(os.path.join(target, name), "wb") as out:

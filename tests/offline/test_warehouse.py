@@ -9,14 +9,14 @@ DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
 
 
 def test_local_path_forms():
-    from feature_assets.storage.warehouse import _local_path
+    from feature_assets.storage.warehouse import local_path
 
-    assert _local_path("file:///tmp/w/ns/t") == "/tmp/w/ns/t"
-    assert _local_path("file:/tmp/w/ns/t") == "/tmp/w/ns/t"
-    assert _local_path("/tmp/w/ns/t") == "/tmp/w/ns/t"
-    assert _local_path("data/warehouse/ns/t") == "data/warehouse/ns/t"
-    assert _local_path("s3a://bucket/w/ns/t") is None
-    assert _local_path("hdfs://namenode:8020/w/ns/t") is None
+    assert local_path("file:///tmp/w/ns/t") == "/tmp/w/ns/t"
+    assert local_path("file:/tmp/w/ns/t") == "/tmp/w/ns/t"
+    assert local_path("/tmp/w/ns/t") == "/tmp/w/ns/t"
+    assert local_path("data/warehouse/ns/t") == "data/warehouse/ns/t"
+    assert local_path("s3a://bucket/w/ns/t") is None
+    assert local_path("hdfs://namenode:8020/w/ns/t") is None
 
 
 @pytest.mark.parametrize("scheme", ["", "file://"])
