@@ -71,7 +71,8 @@ def left_columns(join: Join) -> ExpectedColumns:
 
 
 def join_part_table_columns(join: Join, part: JoinPart) -> ExpectedColumns:
-    columns: ExpectedColumns = {left_column: None for left_column in part.left_keys}
+    columns: ExpectedColumns = {row_id: None for row_id in join.row_ids}
+    columns.update({left_column: None for left_column in part.left_keys})
     columns["ts"] = T.LongType()
     columns.update(group_by_feature_types(part.group_by, part.feature_prefix))
     columns["ds"] = T.StringType()

@@ -211,9 +211,15 @@ def _part_feature_docs(join: Join, part: JoinPart) -> Docs:
 def _part_docs(join: Join | None, part: JoinPart | None) -> Docs:
     assert join is not None and part is not None
     docs = {
-        left: f"join key: left column `{left}` -> key `{key}` of group-by {part.group_by.name}"
-        for left, key in part.key_pairs
+        row_id: f"row id of the left row (left column `{row_id}`): the output joins this table on it"
+        for row_id in join.row_ids
     }
+    docs.update(
+        {
+            left: f"join key: left column `{left}` -> key `{key}` of group-by {part.group_by.name}"
+            for left, key in part.key_pairs
+        }
+    )
     docs["ts"] = "left row time (epoch millis)"
     docs.update(_part_feature_docs(join, part))
     docs[DS] = "day of the left rows"

@@ -30,7 +30,7 @@ from pyspark.sql.types import DataType
 
 from feature_assets.model.configs import BootstrapSource, Join, Query
 from feature_assets.model.logs import ABSENT_FIELDS_COLUMN
-from feature_assets.offline.frames import estimated_bytes, reads_in_place
+from feature_assets.offline.frames import estimated_bytes, keys_not_null, reads_in_place
 from feature_assets.storage import TableNotFound, Warehouse, date_range
 
 MATCH_PREFIX = "_bootstrap_matched_"
@@ -72,6 +72,8 @@ def _read_source(
         raise ValueError(
             f"bootstrap table {source.table!r} lacks key column(s) {missing_keys}; its columns: {frame.columns}"
         )
+    # A null key matches no left row (an unknown row id is not a match), whatever the join condition.
+    frame = frame.where(keys_not_null(list(source.key_columns)))
     provided = [c for c in wanted if c in frame.columns]
     absent = [ABSENT_FIELDS_COLUMN] if ABSENT_FIELDS_COLUMN in frame.columns else []
     return frame.select(*source.key_columns, "ds", *provided, *absent), provided
@@ -291,10 +293,12 @@ def _join_source(
 
 
 def _match_condition(source: BootstrapSource, tag: str) -> Column:
-    condition = F.col("ds") == F.col(f"__b{tag}_ds")
+    """The source's key columns (null-safe: sources hold no null keys, see `_read_source`) and ds: the keys on
+    which the output also joins row-id keyed part tables, so those joins share one partitioning."""
+    condition = F.lit(True)
     for key in source.key_columns:
-        condition = condition & (F.col(key) == F.col(f"__b{tag}_{key}"))
-    return condition
+        condition = condition & F.col(key).eqNullSafe(F.col(f"__b{tag}_{key}"))
+    return condition & (F.col("ds") == F.col(f"__b{tag}_ds"))
 
 
 def _provides(match: str, absent: str | None, column: str) -> Column:

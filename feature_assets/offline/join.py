@@ -1,8 +1,9 @@
 """Point-in-time correct joins: the left rows, one table per join part, and the assembled output.
 
-A join part's table holds one row per distinct (left keys, ts, ds) of the left side with that part's
-prefixed feature columns; the output joins them back to every left row, so each left row appears
-exactly once. How a part is computed depends on accuracy and source kinds:
+A join part's table holds one row per distinct (row ids, left keys, ts, ds) of the left side with that
+part's prefixed feature columns; the output joins them back to every left row, so each left row appears
+exactly once. Keyed by the row ids, every join of the output (parts and bootstrap values alike) shares one
+partitioning. How a part is computed depends on accuracy and source kinds:
 
 - event left, TEMPORAL event group-by: windows end at the left row's ts (the window kernel on raw events);
 - event left, SNAPSHOT group-by or entity group-by: the group-by's daily table of `ds - 1` (end of the
@@ -27,7 +28,15 @@ from feature_assets.offline.bootstrap import (
     with_bootstrap_values,
 )
 from feature_assets.offline.derivations import apply_derivations
-from feature_assets.offline.frames import has_no_rows, keys_not_null, reads_in_place, row_time_columns, union_by_name
+from feature_assets.offline.frames import (
+    has_no_rows,
+    keys_not_null,
+    reads_in_place,
+    row_ids_beside,
+    row_time_columns,
+    same_values,
+    union_by_name,
+)
 from feature_assets.offline.group_by import read_group_by_sources, snapshot_backfill
 from feature_assets.offline.mutations import mutation_join_part
 from feature_assets.offline.sources import events_start_for, read_source
@@ -60,7 +69,8 @@ def compute_join_part(
     read_snapshot: SnapshotReader | None = None,
     events_of_left_keys: bool = False,
 ) -> DataFrame:
-    """The part's table: left key columns, ts, ds and the part's prefixed feature columns.
+    """The part's table: the join's row ids (when the left rows have them), left key columns, ts, ds and the
+    part's prefixed feature columns: one row per distinct left row of those columns.
 
     With `events_of_left_keys` (few left rows, as bootstrap leaves), raw events are first reduced to the
     keys the left rows ask for, up to each key's latest left row, so the window kernel's shuffle and sort
@@ -71,7 +81,8 @@ def compute_join_part(
     group_by = part.group_by
     left_keys = part.left_keys
     row_time = row_time_columns(left)
-    queries = left.select(*left_keys, *row_time)
+    row_ids = row_ids_beside(left, join.row_ids, left_keys + row_time)
+    queries = left.select(*row_ids, *left_keys, *row_time)
     if join.uses_snapshot_table(part):
         if read_snapshot is None:  # no stored daily table at hand: compute it for the days needed
             read_snapshot = lambda gb, s, e: snapshot_backfill(warehouse, gb, s, e)  # noqa: E731
@@ -85,10 +96,9 @@ def compute_join_part(
         features = windowed_features(
             events, queries, left_keys, group_by.specs, event_keys=[gb_key for _, gb_key in part.key_pairs]
         )
-    features = apply_derivations(features, group_by.derivations, group_by.value_columns, keep=left_keys + row_time)
-    return features.select(
-        *left_keys, *row_time, *[F.col(c).alias(part.feature_prefix + c) for c in group_by.output_columns]
-    )
+    keep = row_ids + left_keys + row_time
+    features = apply_derivations(features, group_by.derivations, group_by.value_columns, keep=keep)
+    return features.select(*keep, *[F.col(c).alias(part.feature_prefix + c) for c in group_by.output_columns])
 
 
 def _events_asked_for(events: DataFrame, queries: DataFrame, part: JoinPart) -> DataFrame:
@@ -117,8 +127,7 @@ def _snapshot_features(
     condition = F.col("ds") == F.col("__left_ds")
     for left_col, gb_key in part.key_pairs:
         condition = condition & (F.col(left_col) == F.col(f"__gb_{gb_key}"))
-    row_time = row_time_columns(queries)
-    features = queries.join(snapshot, condition, "left").select(*part.left_keys, *row_time, *base)
+    features = queries.join(snapshot, condition, "left").select(*queries.columns, *base)
     return _fill_empty_defaults(features, part.group_by, part.left_keys)
 
 
@@ -157,14 +166,13 @@ def assemble_join(
         if table is None:
             continue
         row = part.left_keys + row_time
-        renamed = table.select(
-            *[F.col(c).alias(f"__p{index}_{c}") for c in row],
-            *[F.col(c).alias(f"__c{index}_{c}") for c in part.columns],
+        # Older part tables (and joins without row ids) lack them: those are matched on the rest of the row.
+        row_ids = list(join.row_ids) if all(c in left.columns and c in table.columns for c in join.row_ids) else []
+        keys = list(dict.fromkeys(row_ids + row))
+        renamed = table.select(*keys, *part.columns).toDF(
+            *[f"__p{index}_{c}" for c in keys], *[f"__c{index}_{c}" for c in part.columns]
         )
-        condition = F.lit(True)
-        for column in row:
-            condition = condition & F.col(column).eqNullSafe(F.col(f"__p{index}_{column}"))
-        output = output.join(renamed, condition, "left")
+        output = output.join(renamed, _part_match(index, row, row_ids), "left")
         joined.append(part)
         computed.update({column: F.col(f"__c{index}_{column}") for column in part.columns})
     if add_bootstrap_values is not None:
@@ -250,6 +258,30 @@ def without_covered_parts(
     ]
 
 
+def _part_match(index: int, row: list[str], row_ids: list[str]) -> Column:
+    """The condition matching a left row to its row of part table `index` (columns `__p{index}_...`).
+
+    With row ids, the join keys are the row ids (null-safe) and ds, the same keys on which bootstrap values
+    are matched to left rows, so every join of the output shares one partitioning
+    and the joined rows are never shuffled again. The row's other columns (left keys, ts) must match too,
+    in case row ids repeat, but as a condition Spark does not take as join keys (`same_values`). Without
+    row ids the keys are the part's left keys, ts and ds.
+    """
+    if not row_ids:
+        condition = F.lit(True)
+        for column in row:
+            condition = condition & F.col(column).eqNullSafe(F.col(f"__p{index}_{column}"))
+        return condition
+    condition = F.lit(True)
+    for column in row_ids:
+        condition = condition & F.col(column).eqNullSafe(F.col(f"__p{index}_{column}"))
+    condition = condition & (F.col("ds") == F.col(f"__p{index}_ds"))
+    rest = [c for c in row if c not in row_ids and c != "ds"]
+    if rest:
+        condition = condition & same_values(rest, [f"__p{index}_{c}" for c in rest])
+    return condition
+
+
 def _named(value: Column | str, name: str) -> Column | str:
     return value if isinstance(value, str) else value.alias(name)
 
@@ -292,9 +324,10 @@ def compute_needed_join_part(
         # Nothing to compute: an empty table typed by the bootstrap values, without reading the part's sources.
         types = bootstrap_types(read_bootstrap_values(warehouse, join, start_ds, end_ds))
         if set(part.columns) <= set(types):
+            row = part.left_keys + row_time_columns(enriched)
             empty = enriched.limit(0).select(
-                *part.left_keys,
-                *row_time_columns(enriched),
+                *row_ids_beside(enriched, join.row_ids, row),
+                *row,
                 *[F.lit(None).cast(types[c]).alias(c) for c in part.columns],
             )
             return empty, stats

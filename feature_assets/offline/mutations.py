@@ -19,8 +19,8 @@ An entity left row (day ds) sees the snapshot of its own day `ds`, without mutat
 parts over entity left sources do).
 
 Spark side: the snapshot and mutation rows are narrowed to the (keys, day) pairs the left side asks for
-(semi-join), then co-grouped with the left's distinct (keys, ts, ds) rows by (key hash bucket, day). Each
-group is one pandas call that replays the day per key: sorted once, then one pass over mutations and
+(semi-join), then co-grouped with the left's distinct (row ids, keys, ts, ds) rows by (key hash bucket,
+day). Each group is one pandas call that replays the day per key: sorted once, then one pass over mutations and
 queries in time order with running state (O(rows log rows) per key, O(1) per query for aggregations).
 No data reaches the driver. A hot key's rows of one day stay in one group; the number of buckets
 follows `spark.sql.shuffle.partitions`.
@@ -41,7 +41,7 @@ from feature_assets.aggregation.registry import RETRACTABLE
 from feature_assets.aggregation.spec import AggSpec
 from feature_assets.model.configs import EntitySource, GroupBy, Join, JoinPart
 from feature_assets.offline.derivations import apply_derivations
-from feature_assets.offline.frames import keys_not_null, row_time_columns, union_by_name
+from feature_assets.offline.frames import keys_not_null, row_ids_beside, row_time_columns, union_by_name
 from feature_assets.offline.sources import read_query, read_source
 from feature_assets.offline.specs import is_integral, output_type
 from feature_assets.offline.windowed import bucket_count
@@ -66,9 +66,10 @@ def mutation_join_part(
     left_keys = part.left_keys
     inner_keys = [f"__k{i}" for i in range(len(left_keys))]
     row_time = row_time_columns(left)
+    row_ids = row_ids_beside(left, join.row_ids, left_keys + row_time)
     entity_left = join.entity_left
 
-    queries = left.select(*[F.col(c).alias(k) for c, k in zip(left_keys, inner_keys)], *row_time).distinct()
+    queries = left.select(*row_ids, *[F.col(c).alias(k) for c, k in zip(left_keys, inner_keys)], *row_time).distinct()
     keyed = keys_not_null(inner_keys)
     key_types = {k: left.schema[c].dataType for c, k in zip(left_keys, inner_keys)}
     # The snapshot of day d serves left rows of day d + 1 (event left) or of day d (entity left).
@@ -114,14 +115,14 @@ def mutation_join_part(
     )
     features = bound.unionByName(null_keyed)
     features = features.select(
+        *row_ids,
         *[F.col(k).alias(c) for k, c in zip(inner_keys, left_keys)],
         *row_time,
         *[(F.col(c) if specs else restore.get(c, F.col(c))).alias(c) for c in base],
     )
-    features = apply_derivations(features, group_by.derivations, base, keep=left_keys + row_time)
-    return features.select(
-        *left_keys, *row_time, *[F.col(c).alias(part.feature_prefix + c) for c in group_by.output_columns]
-    )
+    keep = row_ids + left_keys + row_time
+    features = apply_derivations(features, group_by.derivations, base, keep=keep)
+    return features.select(*keep, *[F.col(c).alias(part.feature_prefix + c) for c in group_by.output_columns])
 
 
 def _check_specs(group_by: GroupBy, specs: list[AggSpec]) -> None:

@@ -120,8 +120,8 @@ def values(n: int, seed: int, nulls: float = 0.0) -> pd.array:
     return pd.array(np.where(rng.random(n) < nulls, -1, data), dtype="Int64").astype(object)
 
 
-def run_join(store, join, start=START, end=END):
-    """As the asset graph runs it: coverage flags, the parts bootstrap does not cover, then the output."""
+def output_frame(store, join, start=START, end=END):
+    """As the asset graph runs it: coverage flags, the parts bootstrap does not cover, then the output (a frame)."""
     from feature_assets.offline.bootstrap import write_bootstrap_table
     from feature_assets.offline.join import output_from_stored, read_left, write_join_part
 
@@ -134,7 +134,12 @@ def run_join(store, join, start=START, end=END):
         part_table = f"{table}_part_{len(parts)}"
         stats.append(write_join_part(store, join, part, flagged, part_table, start, end, read_snapshot=None))
         parts.append((part, store.read(part_table, start, end)))
-    return output_from_stored(store, join, flagged, parts, start, end).toPandas(), stats, info
+    return output_from_stored(store, join, flagged, parts, start, end), stats, info
+
+
+def run_join(store, join, start=START, end=END):
+    output, stats, info = output_frame(store, join, start, end)
+    return output.toPandas(), stats, info
 
 
 def computed(left, tables, join) -> pd.DataFrame:
@@ -377,3 +382,29 @@ def test_few_uncovered_rows_are_computed_from_their_keys_events_alone(spark, set
     expected = by_priority(left, computed(left, tables, join), [most.drop(columns="ds")], {"a": PA, "b": RB}, [])
     assert_frames_equal(out, expected, PA + RB)
     assert 0 < stats[0]["rows_computed"] == stats[1]["rows_computed"] == len(left) - len(most) < 0.25 * len(left)
+
+
+def test_partly_covered_output_shuffles_each_input_once(spark, setup):
+    """Part tables are keyed by the row ids, like the bootstrap values: the output's joins share one
+    partitioning, so Spark shuffles the left rows, each part and the values once each, never the joined rows."""
+    from feature_assets.offline.frames import shuffle_count
+
+    joins, store, left, tables = setup
+    half = sample(left, 0.5, 17)
+    for i, column in enumerate(PA):
+        half[column] = values(len(half), 170 + i, nulls=0.2)
+        half = nullify(half, column)
+    write_table(spark, store, "boot.most", half)
+    threshold = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # as for tables too large to broadcast
+    try:
+        output, _, _ = output_frame(store, joins["t.model.few"])
+        shuffles = shuffle_count(output)
+        out = output.toPandas()
+    finally:
+        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", threshold)
+    assert shuffles == 4
+    expected = by_priority(
+        left, computed(left, tables, joins["t.model.few"]), [half.drop(columns="ds")], {"a": PA, "b": RB}, []
+    )
+    assert_frames_equal(out, expected, PA + RB)

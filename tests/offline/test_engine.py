@@ -465,6 +465,33 @@ def test_snapshot_event_join(warehouse, seed, key_type):
     check_event_join(warehouse, case, join, reader)
 
 
+@pytest.mark.parametrize("seed,key_type", [(1313, "string"), (1414, "composite")])
+def test_part_tables_carry_row_ids_that_may_repeat_or_be_null(warehouse, seed, key_type):
+    """Part tables carry the join's row ids and the output joins them on those, yet row ids shared by left rows
+    with other keys or times, or null, still give every left row its own features (temporal and snapshot)."""
+    from feature_assets.offline.join import compute_join_part, read_left
+    from feature_assets.storage import shift_ds
+
+    case = random_case(warehouse, seed, key_type)
+    keys = case.key_columns
+    temporal = event_group_by("rnd.shared_temporal", keys, full_aggregations([HOUR, DAY1]))
+    snapshot = event_group_by("rnd.shared_snapshot", keys, full_aggregations([DAY1]), accuracy="SNAPSHOT")
+    # About ten left rows (of any key, time and day) per shared id; one in ten without one.
+    shared = "CASE WHEN row_id LIKE '%7' THEN NULL ELSE substr(row_id, 1, 5) END"
+    selects = {**{k: k for k in keys}, "row_id": "row_id", "shared_id": shared}
+    join = make_join("rnd.join_shared_ids", event_left(selects), [join_part(temporal), join_part(snapshot)])
+    join["rowIds"] = ["shared_id"]
+    reader = snapshot_reader(warehouse, shift_ds(case.start_ds, -1), case.end_ds)
+    check_event_join(warehouse, case, join, reader)
+    compiled = Join.from_json(join)
+    left = read_left(warehouse, compiled, case.start_ds, case.end_ds)
+    assert left.where("shared_id IS NULL").count() > 0
+    assert left.groupBy("shared_id", "ds").count().where("count > 1").count() > 0
+    part = compiled.join_parts[0]
+    table = compute_join_part(warehouse, compiled, part, left, case.start_ds, case.end_ds, reader)
+    assert table.columns[: 2 + len(keys)] == ["shared_id", *keys, "ts"]
+
+
 # ------------------------------------------------------------------------------------------------
 # 3. snapshot_backfill vs naive_snapshot_backfill
 # ------------------------------------------------------------------------------------------------

@@ -109,10 +109,11 @@ def run_part(warehouse, join, start_ds, end_ds):
     left_keys = part.left_keys
     prefix = part.feature_prefix
     features = [prefix + c for c in part.group_by.output_columns]
-    assert table.columns == [*left_keys, "ts", "ds", *features]
-    distinct = left.select(*left_keys, "ts", "ds").distinct().count()
-    assert table.count() == distinct, "one row per distinct (left keys, ts, ds)"
-    assert table.select(*left_keys, "ts", "ds").distinct().count() == distinct
+    row = [*join.row_ids, *left_keys, "ts", "ds"]
+    assert table.columns == [*row, *features]
+    distinct = left.select(*row).distinct().count()
+    assert table.count() == distinct, "one row per distinct (row ids, left keys, ts, ds)"
+    assert table.select(*row).distinct().count() == distinct
     output = assemble_join(join, left, [(part, table)])
     rows = {}
     for row in output.collect():
