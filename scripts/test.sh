@@ -6,4 +6,5 @@ bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
 export PYTHONDONTWRITEBYTECODE=1
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# The slowest tests are listed at the end, to keep an eye on the suite's time.
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=20 "$@"

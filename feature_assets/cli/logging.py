@@ -108,13 +108,14 @@ def cmd_log_flattener(args: argparse.Namespace) -> int:
     from feature_assets.naming import qualified
 
     _use_warehouse(args)
-    start, end = day_arguments(args)
-    if not (start and end):
-        start, end = table_days(qualified(args.log_table), "run log-dump first")
+    # The conf first: a wrong conf is the fault to name even when the log table has no day yet.
     conf = compiled_conf(args.conf)
     join = load_compiled_file(conf)
     if not isinstance(join, Join):
         raise UsageError(f"{args.conf} is not a join")
+    start, end = day_arguments(args)
+    if not (start and end):
+        start, end = table_days(qualified(args.log_table), "run log-dump first")
     repo = next(parent.parent for parent in conf.resolve().parents if parent.name == "production")
     defs = _definitions(repo, start, FLATTEN_JOB)
     key = asset_key(qualified(join.logged_table))

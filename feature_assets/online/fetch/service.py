@@ -36,12 +36,14 @@ reads them on the loop. `/healthz` is a plain `def` (FastAPI's thread pool) sinc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import os
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated, Any
 
 import uvicorn
@@ -94,12 +96,23 @@ def store_from_environment() -> tuple[MongoKVStore, str, str]:
 
 
 def create_app(store: KVStore | None = None, fetcher: Fetcher | None = None, max_batch: int = 1000) -> FastAPI:
+    owned_logger = None
     if fetcher is None:
         store = store if store is not None else store_from_environment()[0]
         # Every join fetch is logged (FEATURE_ASSETS_FETCH_LOG: mongo by default, kafka or off).
-        fetcher = Fetcher(store, max_batch=max_batch, logger=logger_from_environment(store))
+        owned_logger = logger_from_environment(store)
+        fetcher = Fetcher(store, max_batch=max_batch, logger=owned_logger)
     fetcher.max_batch = max_batch
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # What was served before the server stopped is still logged (every worker of a multi-worker server).
+        if owned_logger is not None:
+            await asyncio.to_thread(owned_logger.close, 5.0)
+
     app = FastAPIOffline(
+        lifespan=lifespan,
         title="feature-assets online fetcher",
         version="1",
         description="Point-in-time correct feature values of online group-bys and joins.",
@@ -341,8 +354,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, max_batch: int = 1000, work
         server.run()
     except KeyboardInterrupt:
         pass
-    if app.state.fetcher.logger is not None:
-        app.state.fetcher.logger.close(timeout=5.0)  # what was served before the stop is still logged
+    if app.state.fetcher.logger is not None:  # closed on shutdown already, unless the server never started
+        app.state.fetcher.logger.close(timeout=5.0)
     if access_log is not None:
         access_log.stop()
     if not server.started:

@@ -159,8 +159,15 @@ class FetchLogger:
             finally:
                 self._flushing -= 1
 
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
     def close(self, timeout: float = 5.0) -> bool:
-        """Flush for up to `timeout` seconds, then stop the thread; records still queued are dropped (counted)."""
+        """Flush for up to `timeout` seconds, then stop the thread; records still queued are dropped (counted).
+        Closing again does nothing."""
+        if self._closed.is_set():
+            return True
         flushed = self.flush(timeout)
         self._closed.set()
         with self._condition:
