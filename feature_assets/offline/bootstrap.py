@@ -282,9 +282,9 @@ def _join_source(
     shuffled hash join, which sorts neither side (a right outer join can build only on the source's side);
     the largest are sort-merged.
     """
-    condition = _match_condition(source, tag)
     if broadcast:
-        return F.broadcast(rows).join(frame, condition, "right")
+        return F.broadcast(rows).join(frame, _match_condition(source, tag), "right")
+    condition = _match_condition(source, tag, null_safe=True)
     conf = rows.sparkSession._jsparkSession.sessionState().conf()  # the settings as Spark parsed them
     size = warehouse.size_bytes(source.table, start_ds, end_ds)
     if conf.autoBroadcastJoinThreshold() < size <= HASH_BUILD_BYTES_PER_PARTITION * conf.numShufflePartitions():
@@ -292,12 +292,14 @@ def _join_source(
     return rows.join(frame, condition, "right")
 
 
-def _match_condition(source: BootstrapSource, tag: str) -> Column:
-    """The source's key columns (null-safe: sources hold no null keys, see `_read_source`) and ds: the keys on
-    which the output also joins row-id keyed part tables, so those joins share one partitioning."""
+def _match_condition(source: BootstrapSource, tag: str, null_safe: bool = False) -> Column:
+    """The source's key columns and ds. Sources hold no null keys (`_read_source`), so `null_safe` matches the
+    same rows: it gives the join the keys on which the output joins row-id keyed part tables, so that a
+    shuffled join of the values shares their partitioning. A broadcast needs plain keys, cheaper to hash."""
     condition = F.lit(True)
     for key in source.key_columns:
-        condition = condition & F.col(key).eqNullSafe(F.col(f"__b{tag}_{key}"))
+        other = F.col(f"__b{tag}_{key}")
+        condition = condition & (F.col(key).eqNullSafe(other) if null_safe else F.col(key) == other)
     return condition & (F.col("ds") == F.col(f"__b{tag}_ds"))
 
 
