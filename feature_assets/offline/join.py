@@ -262,10 +262,10 @@ def _part_match(index: int, row: list[str], row_ids: list[str]) -> Column:
     """The condition matching a left row to its row of part table `index` (columns `__p{index}_...`).
 
     With row ids, the join keys are the row ids (null-safe) and ds, the same keys on which bootstrap values
-    are matched to left rows, so every join of the output shares one partitioning
-    and the joined rows are never shuffled again. The row's other columns (left keys, ts) must match too,
-    in case row ids repeat, but as a condition Spark does not take as join keys (`same_values`). Without
-    row ids the keys are the part's left keys, ts and ds.
+    are matched to left rows, so every join of the output shares one partitioning and the joined rows are
+    never shuffled again. The row's other columns (left keys, ts) must match too, in case row ids repeat,
+    but as a condition Spark does not take as join keys (`same_values`). Without row ids the keys are the
+    part's left keys, ts and ds.
     """
     if not row_ids:
         condition = F.lit(True)
