@@ -325,9 +325,9 @@ def _join_part_asset(node: Node, partitioning: _Partitioning, snapshot_table_of:
             node,
             partitioning,
             f"Join part of `{join.name}`: the features of "
-            f"`{part.group_by.name}` for each distinct (keys, ts) of the left rows "
-            "that bootstrap does not cover.",
-            [(SCHEMA_CHECK, "keys, ts and prefixed features with their types")],
+            f"`{part.group_by.name}` for each distinct ({'row ids, ' if join.row_ids else ''}keys, ts) of the "
+            "left rows that bootstrap does not cover.",
+            [(SCHEMA_CHECK, f"{'row ids, ' if join.row_ids else ''}keys, ts and prefixed features with their types")],
             {"spark"},
         )
     )
