@@ -368,7 +368,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     try:
         keys = json.loads(args.keys)
     except json.JSONDecodeError as error:
-        print(f"-k is not valid JSON: {error}", file=sys.stderr)
+        print(f"feature-assets fetch: -k is not valid JSON: {error}", file=sys.stderr)
         return 2
     if args.type in STATS_TYPES:
         return _fetch_stats(args, keys, STATS_TYPES[args.type])
