@@ -267,16 +267,12 @@ def _part_match(index: int, row: list[str], row_ids: list[str]) -> Column:
     but as a condition Spark does not take as join keys (`same_values`). Without row ids the keys are the
     part's left keys, ts and ds.
     """
-    if not row_ids:
-        condition = F.lit(True)
-        for column in row:
-            condition = condition & F.col(column).eqNullSafe(F.col(f"__p{index}_{column}"))
-        return condition
+    keys = row_ids or [c for c in row if c != "ds"]
     condition = F.lit(True)
-    for column in row_ids:
+    for column in keys:
         condition = condition & F.col(column).eqNullSafe(F.col(f"__p{index}_{column}"))
-    condition = condition & (F.col("ds") == F.col(f"__p{index}_ds"))
-    rest = [c for c in row if c not in row_ids and c != "ds"]
+    condition = condition & (F.col("ds") == F.col(f"__p{index}_ds"))  # ds is never null: a partition
+    rest = [c for c in row if c not in keys and c != "ds"]
     if rest:
         condition = condition & same_values(rest, [f"__p{index}_{c}" for c in rest])
     return condition
