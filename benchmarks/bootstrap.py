@@ -47,7 +47,9 @@ def run(warehouse, config: dict, out_table: str) -> dict:
     parts, computed = [], {}
     for part in join.join_parts:
         name = part.group_by.name.split(".")[1]
-        stats = write_join_part(warehouse, join, part, flagged, f"{out_table}_{name}", START, END, read_snapshot=None)
+        stats = write_join_part(
+            warehouse, join, part, flagged, f"{out_table}_{name}", START, END, None, stored_as=out_table + "_bootstrap"
+        )
         parts.append((part, warehouse.read(f"{out_table}_{name}", START, END)))
         computed[name] = stats["rows_computed"]
     write_join_output(warehouse, join, flagged, parts, out_table, START, END)

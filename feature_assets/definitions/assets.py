@@ -340,7 +340,9 @@ def _join_part_asset(node: Node, partitioning: _Partitioning, snapshot_table_of:
         def read_daily_table(group_by: GroupBy, first: str, last: str) -> DataFrame:
             return store.read(snapshot_table_of(group_by), first, last)
 
-        stats = write_join_part(store, join, part, enriched, node.table, start, end, read_daily_table)
+        stats = write_join_part(
+            store, join, part, enriched, node.table, start, end, read_daily_table, stored_as=join.bootstrap_table
+        )
         return written_result(
             store,
             node,

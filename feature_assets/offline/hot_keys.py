@@ -1,10 +1,11 @@
 """Skew: split the events of hot keys by time so that no task holds a hot key's whole history.
 
 A key is hot when it has more than `feature_assets.skew.hotKeyEvents` events (default 2,000,000) in the
-range read. The default bounds memory, not balance: the kernel holds some 100-200 bytes per event across
-its arrays, so a key under it needs a few hundred MB in its task at most, while splitting costs extra
-passes (in benchmarks/backfill.py, forcing the split of its two keys of 250k-530k events made the join
-~30% slower). Its query rows go to the time slice of their ts, slices being as long as the longest window
+range read, which one aggregation of the events' keys learns first (when no key is, nothing below is
+planned). The default bounds memory, not balance: the kernel holds some 100-200 bytes per event across its
+arrays, so a key under it needs a few hundred MB in its task at most, while splitting costs extra passes
+(in benchmarks/backfill.py, forcing the split of its two keys of 250k-530k events made the join ~30%
+slower). Its query rows go to the time slice of their ts, slices being as long as the longest window
 (one day when every aggregation is unwindowed), and the task of slice q receives:
 
 - the key's events of slice q, and of slice q - 1 when some aggregation is windowed (a query at t in
@@ -53,6 +54,7 @@ SLICE = "__slice"
 HEAD = "__head"
 HOT_KEY_EVENTS_CONF = "feature_assets.skew.hotKeyEvents"
 DEFAULT_HOT_KEY_EVENTS = 2_000_000
+MAX_COLLECTED_HOT_KEYS = 10_000
 _PARTIAL = "__partial"
 
 
@@ -61,15 +63,15 @@ def slice_hot_keys(queries: DataFrame, events: DataFrame, keys: list[str], specs
     and append one head row per (hot key, query slice) to events (column HEAD, null on real events) when
     some spec is unwindowed."""
     threshold = int(events.sparkSession.conf.get(HOT_KEY_EVENTS_CONF, None) or DEFAULT_HOT_KEY_EVENTS)
-    if threshold < 0 or not specs:  # skew handling off: every key is one group
+    # Skew handling off, or no hot key: every key is one group.
+    hot_keys = hot_keys_frame(events, keys, threshold) if threshold >= 0 and specs else None
+    if hot_keys is None:
         return queries.withColumn(SLICE, F.lit(-1).cast("long")), events.withColumn(SLICE, F.lit(-1).cast("long"))
     windows = [s.window_millis for s in specs if s.window_millis is not None]
     unwindowed = [s for s in specs if s.window_millis is None]
     span = max(windows) if windows else MILLIS_PER_DAY
     reach = 1 if windows else 0  # how many earlier slices a slice's task also holds
-    hot = F.broadcast(
-        events.groupBy(*keys).count().where(F.col("count") > threshold).select(*keys).withColumn("__hot", F.lit(True))
-    )
+    hot = F.broadcast(hot_keys.withColumn("__hot", F.lit(True)))
     queries = queries.join(hot, keys, "left")
     queries = queries.withColumn(
         SLICE, F.when(F.col("__hot"), F.floor(F.col("ts") / span)).otherwise(-1).cast("long")
@@ -90,6 +92,23 @@ def slice_hot_keys(queries: DataFrame, events: DataFrame, keys: list[str], specs
     heads = heads.select(*[F.col(k).cast(events.schema[k].dataType).alias(k) for k in keys], SLICE, HEAD)
     events = events.withColumn(HEAD, F.lit(None).cast("binary")).unionByName(heads, allowMissingColumns=True)
     return queries, events
+
+
+def hot_keys_frame(events: DataFrame, keys: list[str], threshold: int) -> DataFrame | None:
+    """The keys with more than `threshold` events (key columns only), or None when there are none.
+
+    One aggregation of the events' key columns, run now: when no key is hot, as usual, nothing of the split
+    is planned (no join with the hot keys, no copies of events, no pass over them for heads). Hot keys are
+    few (at most events / threshold), so they come to the driver and go back as a small literal frame; past
+    `MAX_COLLECTED_HOT_KEYS` (a tiny threshold, as tests set) the aggregation is kept as a frame instead.
+    """
+    hot = events.groupBy(*keys).count().where(F.col("count") > threshold).select(*keys)
+    rows = hot.limit(MAX_COLLECTED_HOT_KEYS + 1).collect()
+    if not rows:
+        return None
+    if len(rows) > MAX_COLLECTED_HOT_KEYS:
+        return hot
+    return events.sparkSession.createDataFrame(rows, T.StructType([events.schema[k] for k in keys]))
 
 
 def _head_rows(

@@ -299,23 +299,28 @@ def compute_needed_join_part(
     start_ds: str,
     end_ds: str,
     read_snapshot: SnapshotReader | None,
+    stored_as: str | None = None,
 ) -> tuple[DataFrame, dict]:
     """The part's table for the rows bootstrap does not cover, and what was computed or skipped.
 
     Only the days with uncovered rows are computed, each run of consecutive days as one job, so the
-    sources of fully covered days are never read.
+    sources of fully covered days are never read. `stored_as` names the bootstrap table `enriched` reads
+    (its days in range, as stored): its file footers may then count the covered rows without a Spark job.
     """
     covered = join.coverage_column(part)
-    is_covered = F.col(covered) if covered in enriched.columns else F.lit(False)
+    flag = covered if covered in enriched.columns else None
+    is_covered = F.col(covered) if flag else F.lit(False)
     needed = enriched.where(~is_covered)
-    counts = enriched.groupBy("ds", is_covered.alias("covered")).count().collect()
-    day_counts = {row["ds"]: row["count"] for row in counts if not row["covered"]}
+    footer_counts = warehouse.day_row_counts(stored_as, start_ds, end_ds, flag) if stored_as else None
+    if footer_counts is not None:
+        left_rows = sum(rows for rows, _ in footer_counts.values())
+        day_counts = {ds: uncovered for ds, (_, uncovered) in footer_counts.items() if uncovered}
+    else:
+        counts = enriched.groupBy("ds", is_covered.alias("covered")).count().collect()
+        left_rows = sum(row["count"] for row in counts)
+        day_counts = {row["ds"]: row["count"] for row in counts if not row["covered"]}
     runs = _consecutive_runs(sorted(day_counts))
-    stats = {
-        "left_rows": sum(row["count"] for row in counts),
-        "rows_computed": sum(day_counts.values()),
-        "days_computed": len(day_counts),
-    }
+    stats = {"left_rows": left_rows, "rows_computed": sum(day_counts.values()), "days_computed": len(day_counts)}
     if not runs:
         # Nothing to compute: an empty table typed by the bootstrap values, without reading the part's sources.
         types = bootstrap_types(read_bootstrap_values(warehouse, join, start_ds, end_ds))
@@ -354,10 +359,14 @@ def write_join_part(
     start_ds: str,
     end_ds: str,
     read_snapshot: SnapshotReader | None,
+    stored_as: str | None = None,
 ) -> dict:
     """Compute the part for the rows bootstrap does not cover and write its table; returns the counts of
-    `compute_needed_join_part`. A part with nothing to compute gets empty partitions without a Spark job."""
-    frame, stats = compute_needed_join_part(warehouse, join, part, flagged, start_ds, end_ds, read_snapshot)
+    `compute_needed_join_part` (`stored_as`: the bootstrap table `flagged` reads, as there). A part with
+    nothing to compute gets empty partitions without a Spark job."""
+    frame, stats = compute_needed_join_part(
+        warehouse, join, part, flagged, start_ds, end_ds, read_snapshot, stored_as=stored_as
+    )
     if stats["rows_computed"] == 0:
         warehouse.write_empty_partitions(table, frame.schema, start_ds, end_ds)
     else:

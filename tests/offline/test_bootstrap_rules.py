@@ -132,7 +132,7 @@ def output_frame(store, join, start=START, end=END):
     parts, stats = [], []
     for part in join.join_parts:
         part_table = f"{table}_part_{len(parts)}"
-        stats.append(write_join_part(store, join, part, flagged, part_table, start, end, read_snapshot=None))
+        stats.append(write_join_part(store, join, part, flagged, part_table, start, end, None, stored_as=table))
         parts.append((part, store.read(part_table, start, end)))
     return output_from_stored(store, join, flagged, parts, start, end), stats, info
 

@@ -855,14 +855,21 @@ def test_staging_query_range(warehouse):
 
 @pytest.mark.spark
 @pytest.mark.parametrize(
-    "threshold,windows",
-    [("0", [HOUR, DAY2]), ("12", [HOUR, DAY1]), ("0", [])],
-    ids=["all-hot", "some-hot", "all-hot-unwindowed-only"],
+    "threshold,windows,max_collected",
+    [("0", [HOUR, DAY2], None), ("12", [HOUR, DAY1], None), ("0", [], None), ("0", [HOUR, DAY2], 3)],
+    ids=["all-hot", "some-hot", "all-hot-unwindowed-only", "all-hot-too-many-to-collect"],
 )
-def test_hot_keys_split_by_time_give_the_same_features(spark, warehouse, threshold, windows):
+def test_hot_keys_split_by_time_give_the_same_features(
+    spark, warehouse, monkeypatch, threshold, windows, max_collected
+):
     """Keys over the threshold are split into time slices, with heads for the unwindowed aggregations;
-    every operation (windowed, unwindowed, bucketed) must still equal the oracle."""
+    every operation (windowed, unwindowed, bucketed) must still equal the oracle. Hot keys are collected to
+    the driver, or kept as a frame when there are too many of them."""
+    from feature_assets.offline import hot_keys
     from feature_assets.offline.hot_keys import HOT_KEY_EVENTS_CONF
+
+    if max_collected is not None:
+        monkeypatch.setattr(hot_keys, "MAX_COLLECTED_HOT_KEYS", max_collected)
 
     case = random_case(warehouse, 717, "string", n_events=900, n_left=150)
     keys = case.key_columns
@@ -876,6 +883,23 @@ def test_hot_keys_split_by_time_give_the_same_features(spark, warehouse, thresho
         check_event_join(warehouse, case, join)
     finally:
         spark.conf.unset(HOT_KEY_EVENTS_CONF)
+
+
+@pytest.mark.spark
+def test_no_hot_key_plans_no_split(spark):
+    """Without a hot key, queries and events only gain the ordinary slice (-1): no join with hot keys, no
+    copies of events and no heads, so the kernel's inputs are read once."""
+    from feature_assets.aggregation.spec import AggSpec
+    from feature_assets.offline.hot_keys import SLICE, slice_hot_keys
+
+    events = spark.createDataFrame([("a", 1, 2.0), ("b", 5, 1.0), ("a", 9, 4.0)], "k string, ts long, v double")
+    queries = spark.createDataFrame([("a", 10), ("b", 10)], "k string, ts long")
+    specs = [AggSpec("v_last2", "v", "LAST_K", (("k", "2"),), None)]
+    sliced_queries, sliced_events = slice_hot_keys(queries, events, ["k"], specs)
+    for frame, rows in ((sliced_queries, 2), (sliced_events, 3)):
+        plan = frame._jdf.queryExecution().optimizedPlan().toString()
+        assert "Join" not in plan and "Union" not in plan and "Generate" not in plan, plan
+        assert [r[SLICE] for r in frame.collect()] == [-1] * rows
 
 
 @pytest.mark.spark

@@ -156,3 +156,45 @@ def test_a_stored_table_of_empty_days_is_known_empty_from_its_footers(spark, tmp
     assert not has_no_rows(store.read("ns.part"))
     assert has_no_rows(store.read("ns.part").where(F.col("value") > 1))  # rows on disk, none selected
     assert not has_no_rows(empty.unionByName(spark.createDataFrame([("b", 2, DAYS[0])], rows.schema)))
+
+
+def test_day_row_counts_from_footers_match_spark(spark, tmp_path):
+    """Footers count rows and unflagged rows per day exactly, or say they cannot (None): a day whose row
+    group mixes true and false flags, a null flag, or a table on another file system."""
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from feature_assets.storage import Warehouse
+
+    store = Warehouse(spark, str(tmp_path / "warehouse"))
+    rng = np.random.default_rng(5)
+    days = ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05"]
+    # per day: all flagged, none flagged, none flagged, mixed, and no rows at all
+    flags = {days[0]: True, days[1]: False, days[2]: False}
+    rows = []
+    for ds, flag in flags.items():
+        rows += [(int(key), flag, ds) for key in rng.integers(0, 50, int(rng.integers(1, 400)))]
+    mixed = [(int(key), bool(rng.random() < 0.5), days[3]) for key in rng.integers(0, 50, 300)]
+    frame = spark.createDataFrame(rows + mixed, "key long, covered boolean, ds string").repartition(3)
+    store.write_partitions(frame, "ns.flags", days[0], days[-1], shuffle=False)  # several files per day
+    assert len(list((tmp_path / "warehouse" / "ns" / "flags" / f"ds={days[0]}").glob("*.parquet"))) > 1
+
+    def spark_counts(first, last, flag):
+        read = store.read("ns.flags", first, last)
+        unflagged = ~F.col(flag) if flag else F.lit(True)
+        found = read.groupBy("ds").agg(F.count(F.lit(1)).alias("rows"), F.sum(unflagged.cast("long")).alias("u"))
+        counted = {r["ds"]: (r["rows"], r["u"]) for r in found.collect()}
+        return {ds: counted.get(ds, (0, 0)) for ds in store.partitions("ns.flags") if first <= ds <= last}
+
+    assert store.day_row_counts("ns.flags", days[0], days[-1], "covered") is None  # the mixed day
+    for first, last in [(days[0], days[2]), (days[4], days[4]), (days[1], days[1])]:
+        assert store.day_row_counts("ns.flags", first, last, "covered") == spark_counts(first, last, "covered")
+    # Without the flag (a join without bootstrap has none), every row is unflagged; mixed days count too.
+    assert store.day_row_counts("ns.flags", days[0], days[-1], None) == spark_counts(days[0], days[-1], None)
+    assert store.day_row_counts("ns.flags", days[0], days[-1], "absent") == spark_counts(days[0], days[-1], None)
+
+    nulls = spark.createDataFrame([(1, None, days[0]), (2, None, days[0])], "key long, covered boolean, ds string")
+    store.write_partitions(nulls, "ns.null_flags", days[0], days[0])
+    assert store.day_row_counts("ns.null_flags", days[0], days[0], "covered") is None
+    assert Warehouse(spark, "s3a://bucket/warehouse").day_row_counts("ns.flags", days[0], days[0]) is None
+    assert store.day_row_counts("ns.missing", days[0], days[0]) is None
