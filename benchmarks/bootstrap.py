@@ -9,8 +9,9 @@ bootstrap table, each join part and the output written and read back):
 - 100% of the rows covered for both group-bys (nothing to compute).
 
 Every scenario runs once untimed, then --rounds times in turn. Prints the scale, each round's time, each
-scenario's median, its ratio to the baseline's median and the targets (95% <= 1.0x, 100% <= 0.33x), and
-checks that every bootstrapped output equals the computed one.
+scenario's median, its ratio to the baseline's median and the targets (95% <= 1.0x, 100% <= 0.33x), each
+step's median (bootstrap table, each part, output), and checks that every bootstrapped output equals the
+computed one.
 
     flock /tmp/spark-tests.lock .venv/bin/python benchmarks/bootstrap.py --scale 1.0
 """
@@ -24,6 +25,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,14 +37,24 @@ PLAIN, PARTIAL, FULL = "no bootstrap", "95% covered for purchases", "100% covere
 TARGETS = {PARTIAL: 1.0, FULL: 0.33}
 
 
-def run(warehouse, config: dict, out_table: str) -> dict:
-    """The join as the asset graph runs it: the bootstrap table, then each join part, then the output."""
+def run(warehouse, config: dict, out_table: str, steps: dict[str, float] | None = None) -> dict:
+    """The join as the asset graph runs it: the bootstrap table, then each join part, then the output.
+    Each step's seconds go to `steps` when given (keys: bootstrap table, the part names, output)."""
     from feature_assets.offline.bootstrap import write_bootstrap_table
     from feature_assets.offline.join import read_left, write_join_output, write_join_part
+
+    steps = {} if steps is None else steps
+    started = time.monotonic()
+
+    def step_done(name: str) -> None:
+        nonlocal started
+        steps[name] = time.monotonic() - started
+        started = time.monotonic()
 
     join = Join.from_json(config)
     left = read_left(warehouse, join, START, END)
     write_bootstrap_table(warehouse, join, left, out_table + "_bootstrap", START, END)
+    step_done("bootstrap table")
     flagged = warehouse.read(out_table + "_bootstrap", START, END)
     parts, computed = [], {}
     for part in join.join_parts:
@@ -52,7 +64,9 @@ def run(warehouse, config: dict, out_table: str) -> dict:
         )
         parts.append((part, warehouse.read(f"{out_table}_{name}", START, END)))
         computed[name] = stats["rows_computed"]
+        step_done(f"{name} part")
     write_join_output(warehouse, join, flagged, parts, out_table, START, END)
+    step_done("output")
     return computed
 
 
@@ -105,12 +119,15 @@ def main(argv=None) -> int:
         computed = run(warehouse, config, outputs[label])
         print(f"warm-up {label}: rows computed per part: {computed}", flush=True)
     rounds: dict[str, list[float]] = {label: [] for label in configs}
+    step_rounds: dict[str, list[dict[str, float]]] = {label: [] for label in configs}
     for round_number in range(args.rounds):
         for label, config in configs.items():
             result: dict = {}
+            steps: dict[str, float] = {}
             with timed(f"round {round_number + 1}: {label}", result):
-                run(warehouse, config, outputs[label])
+                run(warehouse, config, outputs[label], steps)
             rounds[label].append(result[f"round {round_number + 1}: {label}"]["seconds"])
+            step_rounds[label].append(steps)
 
     medians = {label: statistics.median(times) for label, times in rounds.items()}
     baseline = medians[PLAIN]
@@ -126,6 +143,10 @@ def main(argv=None) -> int:
             target = f"  target <= {TARGETS[label]:.2f}x: {'met' if ratio <= TARGETS[label] else 'MISSED'}"
         each = ", ".join(f"{t:.1f}" for t in rounds[label])
         print(f"  {label:<32} {seconds:7.1f} s   {ratio:5.2f}x{target}   (rounds: {each} s)")
+    print("\nper step (median seconds over the rounds; the steps of one round add up to its time, within rounding)")
+    for label, per_round in step_rounds.items():
+        medians_by_step = {name: statistics.median(r[name] for r in per_round) for name in per_round[0]}
+        print(f"  {label:<32} " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in medians_by_step.items()))
     for label, table in outputs.items():
         print(f"  {label}: output equals the computed output: {same_rows(warehouse, table, reference)}")
     shutil.rmtree(workdir, ignore_errors=True)
