@@ -82,6 +82,31 @@ def _data_files(local_table: str) -> tuple | None:
         return None
 
 
+def _footer_counts(path: str, flag: str | None) -> tuple[int, int] | None:
+    """(rows, rows whose `flag` is false; every row without `flag`) of one parquet file, from its footer;
+    None when the footer cannot say (see `Warehouse.day_row_counts`)."""
+    import pyarrow.parquet as pq  # only here: importing the warehouse stays light
+
+    try:
+        metadata = pq.read_metadata(path)
+    except (OSError, ValueError):  # not a parquet file Arrow can read: leave it to Spark
+        return None
+    paths = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+    column = paths.index(flag) if flag in paths else None
+    rows = unflagged = 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        rows += group.num_rows
+        if column is None or group.num_rows == 0:
+            unflagged += group.num_rows
+            continue
+        stats = group.column(column).statistics
+        if stats is None or not stats.has_min_max or stats.null_count or stats.min != stats.max:
+            return None
+        unflagged += 0 if stats.min else group.num_rows
+    return rows, unflagged
+
+
 def _empty_parquet(schema: StructType) -> bytes | None:
     """A parquet file with no rows that Spark reads as `schema` (without a Spark job): Spark takes a file's
     schema from the `org.apache.spark.sql.parquet.row.metadata` entry it writes in every footer. None for a
@@ -182,46 +207,28 @@ class Warehouse:
     def day_row_counts(
         self, table: str, start_ds: str, end_ds: str, flag: str | None = None
     ) -> dict[str, tuple[int, int]] | None:
-        """Per stored day of a local table in [start_ds, end_ds]: (rows, rows whose boolean `flag` column is
-        false; every row without `flag`), read from the parquet footers alone, without a Spark job.
+        """Per day in [start_ds, end_ds] with a data file in a local table: (rows, rows whose boolean `flag`
+        column is false; every row without `flag`), read from the parquet footers alone, without a Spark job.
 
         None when the footers cannot say: a table on another file system, or a row group whose statistics
         are missing or mix true and false (counting those rows needs the data itself).
         """
-        import pyarrow.parquet as pq  # only here: importing the warehouse stays light
-
         local_table = local_path(self.table_path(table))
-        if local_table is None or not os.path.isdir(local_table):
+        if local_table is None:
+            return None
+        files = _data_files(local_table)
+        if files is None:
             return None
         counts: dict[str, tuple[int, int]] = {}
-        for ds in self.partitions(table):
+        for partition, name, _, _ in files:
+            ds = partition.split("=", 1)[1]
             if not start_ds <= ds <= end_ds:
                 continue
-            rows = unflagged = 0
-            folder = local_path(self.partition_path(table, ds))
-            assert folder is not None
-            for name in sorted(os.listdir(folder)):
-                if name.startswith(("_", ".")):  # what Spark skips too
-                    continue
-                try:
-                    metadata = pq.read_metadata(os.path.join(folder, name))
-                except (OSError, ValueError):  # not a parquet file Arrow can read: leave it to Spark
-                    return None
-                paths = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
-                column = paths.index(flag) if flag in paths else None
-                for index in range(metadata.num_row_groups):
-                    group = metadata.row_group(index)
-                    rows += group.num_rows
-                    if column is None or group.num_rows == 0:
-                        unflagged += group.num_rows
-                        continue
-                    stats = group.column(column).statistics
-                    if stats is None or not stats.has_min_max or stats.null_count:
-                        return None
-                    if stats.min != stats.max:
-                        return None
-                    unflagged += 0 if stats.min else group.num_rows
-            counts[ds] = (rows, unflagged)
+            found = _footer_counts(os.path.join(local_table, partition, name), flag)
+            if found is None:
+                return None
+            rows, unflagged = counts.get(ds, (0, 0))
+            counts[ds] = (rows + found[0], unflagged + found[1])
         return counts
 
     def schema(self, table: str) -> StructType:
