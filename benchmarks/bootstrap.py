@@ -8,10 +8,10 @@ bootstrap table, each join part and the output written and read back):
 - 95% of the rows covered for the purchases group-by (the returns group-by computed for every row);
 - 100% of the rows covered for both group-bys (nothing to compute).
 
-Every scenario runs once untimed, then --rounds times in turn. Prints the scale, each round's time, each
-scenario's median, its ratio to the baseline's median and the targets (95% <= 1.0x, 100% <= 0.33x), each
-step's median (bootstrap table, each part, output), and checks that every bootstrapped output equals the
-computed one.
+Every scenario runs once untimed, then --rounds times in turn (the order turning each round). Prints the
+scale, each round's time, each scenario's median, its ratio to the baseline's median and the targets (95% <=
+1.0x, 100% <= 0.33x), each step's median (bootstrap table, each part, output), and checks that every
+bootstrapped output equals the computed one.
 
     flock /tmp/spark-tests.lock .venv/bin/python benchmarks/bootstrap.py --scale 1.0
 """
@@ -78,7 +78,7 @@ def same_rows(warehouse, table: str, reference) -> bool:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=0.2, help="share of the full data set (1.0 = full scale)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of every scenario (median reported)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of every scenario (median reported)")
     parser.add_argument("--users", type=int, default=200_000, help="users at full scale (scaled like the rest)")
     args = parser.parse_args(argv)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -114,14 +114,18 @@ def main(argv=None) -> int:
     configs = {PLAIN: base, PARTIAL: partial, FULL: full}
     # Every scenario runs once untimed (new query plans, code paths and files to cache), then --rounds
     # times in turn, so a slow moment of the machine falls on all of them alike; each is reported by its
-    # median round.
+    # median round. The order turns by one scenario each round: none always follows the same one (and
+    # pays for what it left behind: garbage to collect, files still being flushed).
     for label, config in configs.items():
         computed = run(warehouse, config, outputs[label])
         print(f"warm-up {label}: rows computed per part: {computed}", flush=True)
     rounds: dict[str, list[float]] = {label: [] for label in configs}
     step_rounds: dict[str, list[dict[str, float]]] = {label: [] for label in configs}
+    labels = list(configs)
     for round_number in range(args.rounds):
-        for label, config in configs.items():
+        turn = round_number % len(labels)
+        for label in labels[turn:] + labels[:turn]:
+            config = configs[label]
             result: dict = {}
             steps: dict[str, float] = {}
             with timed(f"round {round_number + 1}: {label}", result):

@@ -305,16 +305,16 @@ def compute_needed_join_part(
 
     Only the days with uncovered rows are computed, each run of consecutive days as one job, so the
     sources of fully covered days are never read. `stored_as` names the bootstrap table `enriched` reads
-    (its days in range, as stored): its file footers may then count the covered rows without a Spark job.
+    (its days in range, as stored): its files may then count the covered rows without a Spark job.
     """
     covered = join.coverage_column(part)
     flag = covered if covered in enriched.columns else None
     is_covered = F.col(covered) if flag else F.lit(False)
     needed = enriched.where(~is_covered)
-    footer_counts = warehouse.day_row_counts(stored_as, start_ds, end_ds, flag) if stored_as else None
-    if footer_counts is not None:
-        left_rows = sum(rows for rows, _ in footer_counts.values())
-        day_counts = {ds: uncovered for ds, (_, uncovered) in footer_counts.items() if uncovered}
+    file_counts = warehouse.day_row_counts(stored_as, start_ds, end_ds, flag) if stored_as else None
+    if file_counts is not None:
+        left_rows = sum(rows for rows, _ in file_counts.values())
+        day_counts = {ds: uncovered for ds, (_, uncovered) in file_counts.items() if uncovered}
     else:
         counts = enriched.groupBy("ds", is_covered.alias("covered")).count().collect()
         left_rows = sum(row["count"] for row in counts)

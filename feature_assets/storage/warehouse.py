@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,27 @@ SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata"
 WRITE_OPTIONS = {"parquet.enable.dictionary": "false"}
 
 
+# Open file writers per task when writing a frame read in place (see `Warehouse.write_partitions`).
+CONCURRENT_WRITERS_CONF = "spark.sql.maxConcurrentOutputFileWriters"
+MAX_CONCURRENT_DAY_WRITERS = 32
+
+
 class TableNotFound(FileNotFoundError):
     pass
+
+
+@contextmanager
+def _session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """`key` set to `value` in the session for the block, then restored (or unset) as it was."""
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
 
 
 def default_root() -> str:
@@ -82,15 +104,19 @@ def _data_files(local_table: str) -> tuple | None:
         return None
 
 
-def _footer_counts(path: str, flag: str | None) -> tuple[int, int] | None:
-    """(rows, rows whose `flag` is false; every row without `flag`) of one parquet file, from its footer;
-    None when the footer cannot say (see `Warehouse.day_row_counts`)."""
-    import pyarrow.parquet as pq  # only here: importing the warehouse stays light
+def _flag_counts(path: str, flag: str | None) -> tuple[int, int] | None:
+    """(rows, rows whose `flag` is false; every row without `flag`) of one parquet file: from its footer, or
+    for a row group that mixes true and false (or has no statistics) from that group's flag column, read with
+    Arrow. None when the file cannot say (see `Warehouse.day_row_counts`)."""
+    import pyarrow as pa  # only here: importing the warehouse stays light
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     try:
-        metadata = pq.read_metadata(path)
+        parquet = pq.ParquetFile(path)
     except (OSError, ValueError):  # not a parquet file Arrow can read: leave it to Spark
         return None
+    metadata = parquet.metadata
     paths = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
     column = paths.index(flag) if flag in paths else None
     rows = unflagged = 0
@@ -101,9 +127,16 @@ def _footer_counts(path: str, flag: str | None) -> tuple[int, int] | None:
             unflagged += group.num_rows
             continue
         stats = group.column(column).statistics
-        if stats is None or not stats.has_min_max or stats.null_count or stats.min != stats.max:
+        if stats is not None and stats.has_min_max and stats.null_count == 0 and stats.min == stats.max:
+            unflagged += 0 if stats.min else group.num_rows
+            continue
+        try:
+            values = parquet.read_row_group(index, columns=[flag]).column(0)
+        except (OSError, ValueError):
             return None
-        unflagged += 0 if stats.min else group.num_rows
+        if values.type != pa.bool_() or values.null_count:
+            return None  # a null flag is neither covered nor not: leave it to Spark
+        unflagged += len(values) - (pc.sum(values).as_py() or 0)
     return rows, unflagged
 
 
@@ -149,11 +182,22 @@ class Warehouse:
         return hadoop_path.getFileSystem(self.spark._jsc.hadoopConfiguration()), hadoop_path
 
     def exists(self, table: str) -> bool:
+        local_table = local_path(self.table_path(table))
+        if local_table is not None:  # local tables skip the JVM round trips of Hadoop's file system
+            return os.path.exists(local_table)
         fs, path = self._fs(self.table_path(table))
         return fs.exists(path)
 
     def partitions(self, table: str) -> list[str]:
         """The `ds` values that have a partition folder, sorted."""
+        local_table = local_path(self.table_path(table))
+        if local_table is not None:
+            if not os.path.isdir(local_table):
+                return []
+            with os.scandir(local_table) as entries:
+                return sorted(
+                    e.name.split("=", 1)[1] for e in entries if e.name.startswith(f"{PARTITION_COLUMN}=") and e.is_dir()
+                )
         fs, path = self._fs(self.table_path(table))
         if not fs.exists(path):
             return []
@@ -200,6 +244,11 @@ class Warehouse:
         total = 0
         for ds in self.partitions(table):
             if start_ds <= ds <= end_ds:
+                local_partition = local_path(self.partition_path(table, ds))
+                if local_partition is not None:  # Hadoop's sizes leave out its checksum files (`.*.crc`)
+                    with os.scandir(local_partition) as entries:
+                        total += sum(e.stat().st_size for e in entries if e.name[0] != "." and e.is_file())
+                    continue
                 fs, path = self._fs(self.partition_path(table, ds))
                 total += fs.getContentSummary(path).getLength()
         return total
@@ -208,10 +257,11 @@ class Warehouse:
         self, table: str, start_ds: str, end_ds: str, flag: str | None = None
     ) -> dict[str, tuple[int, int]] | None:
         """Per day in [start_ds, end_ds] with a data file in a local table: (rows, rows whose boolean `flag`
-        column is false; every row without `flag`), read from the parquet footers alone, without a Spark job.
+        column is false; every row without `flag`), without a Spark job: from the parquet footers, and where a
+        row group mixes true and false, from that group's flag column alone (read with Arrow).
 
-        None when the footers cannot say: a table on another file system, or a row group whose statistics
-        are missing or mix true and false (counting those rows needs the data itself).
+        None when the files cannot say: a table on another file system, a file Arrow cannot read, or a flag
+        that is null or not boolean.
         """
         local_table = local_path(self.table_path(table))
         if local_table is None:
@@ -224,7 +274,7 @@ class Warehouse:
             ds = partition.split("=", 1)[1]
             if not start_ds <= ds <= end_ds:
                 continue
-            found = _footer_counts(os.path.join(local_table, partition, name), flag)
+            found = _flag_counts(os.path.join(local_table, partition, name), flag)
             if found is None:
                 return None
             rows, unflagged = counts.get(ds, (0, 0))
@@ -278,14 +328,22 @@ class Warehouse:
         self.drop_partitions(table, date_range(start_ds, end_ds))
         columns = [c for c in frame.columns if c != PARTITION_COLUMN] + [PARTITION_COLUMN]
         ordered = frame.select(*columns)
-        (
+        writer = (
             (ordered.repartition(PARTITION_COLUMN) if shuffle else ordered)
             .write.mode("overwrite")
             .options(**WRITE_OPTIONS)
             .option("partitionOverwriteMode", "dynamic")
             .partitionBy(PARTITION_COLUMN)
-            .parquet(self.table_path(table))
         )
+        if shuffle:
+            writer.parquet(self.table_path(table))
+        else:
+            # A task that read whole days in place holds a few days, each in a run of rows: one open writer
+            # per day spares Spark's sort of every row by day before writing (which holds what the task read,
+            # as the open writers do). Past the limit Spark sorts the rest, as without it.
+            writers = min(len(date_range(start_ds, end_ds)), MAX_CONCURRENT_DAY_WRITERS)
+            with _session_conf(self.spark, CONCURRENT_WRITERS_CONF, str(writers)):
+                writer.parquet(self.table_path(table))
         written = set(self.partitions(table))
         empty_days = [ds for ds in date_range(start_ds, end_ds) if ds not in written]
         if empty_days:
@@ -330,6 +388,11 @@ class Warehouse:
 
     def drop_partitions(self, table: str, days: list[str]) -> None:
         for ds in days:
+            local_partition = local_path(self.partition_path(table, ds))
+            if local_partition is not None:
+                if os.path.isdir(local_partition):
+                    shutil.rmtree(local_partition)
+                continue
             fs, path = self._fs(self.partition_path(table, ds))
             if fs.exists(path):
                 fs.delete(path, True)

@@ -19,11 +19,18 @@ def test_local_path_forms():
     assert local_path("hdfs://namenode:8020/w/ns/t") is None
 
 
-@pytest.mark.parametrize("scheme", ["", "file://"])
-def test_empty_partitions_replace_rows_and_keep_the_schema(spark, tmp_path, scheme):
+@pytest.mark.parametrize("scheme", ["", "file://", "through Hadoop"])
+def test_empty_partitions_replace_rows_and_keep_the_schema(spark, tmp_path, monkeypatch, scheme):
+    """Local tables are listed, sized and dropped with the OS; any other goes through Hadoop's file system, as a
+    local table does here when the warehouse is made to see it as remote."""
     from feature_assets.storage import Warehouse
+    from feature_assets.storage import warehouse as warehouse_module
 
+    if scheme == "through Hadoop":
+        monkeypatch.setattr(warehouse_module, "local_path", lambda path: None)
+        scheme = "file://"
     store = Warehouse(spark, scheme + str(tmp_path / "warehouse"))
+    assert not store.exists("ns.table") and store.partitions("ns.table") == []
     rows = spark.createDataFrame(
         [("a", 1.5, 10, day) for day in DAYS], "key string, value double, count bigint, ds string"
     )
@@ -35,12 +42,14 @@ def test_empty_partitions_replace_rows_and_keep_the_schema(spark, tmp_path, sche
     assert store.size_bytes("ns.table", "2024-04-01", "2024-04-30") == 0
 
     store.write_empty_partitions("ns.table", rows.schema, DAYS[0], DAYS[1])
-    assert store.partitions("ns.table") == DAYS
+    assert store.exists("ns.table") and store.partitions("ns.table") == DAYS
     kept = store.read("ns.table")
     assert [(r["key"], r["ds"]) for r in kept.collect()] == [("a", DAYS[2])]
     assert kept.schema == store.read("ns.table", DAYS[0], DAYS[1]).schema
     assert store.read("ns.table", DAYS[0], DAYS[1]).count() == 0
     assert not (tmp_path / "warehouse" / "ns" / "table" / "_empty_template").exists()
+    store.drop_partitions("ns.table", [DAYS[0], "2024-05-01"])  # a day that has no folder is no error
+    assert store.partitions("ns.table") == DAYS[1:]
 
 
 def test_empty_partitions_of_every_column_type_read_back_with_spark_types(spark, tmp_path):
@@ -158,9 +167,10 @@ def test_a_stored_table_of_empty_days_is_known_empty_from_its_footers(spark, tmp
     assert not has_no_rows(empty.unionByName(spark.createDataFrame([("b", 2, DAYS[0])], rows.schema)))
 
 
-def test_day_row_counts_from_footers_match_spark(spark, tmp_path):
-    """Footers count rows and unflagged rows per day exactly, or say they cannot (None): a day whose row
-    group mixes true and false flags, a null flag, or a table on another file system."""
+def test_day_row_counts_from_files_match_spark(spark, tmp_path):
+    """Rows and unflagged rows per day, counted from footers (or, for a row group mixing true and false flags,
+    from its flag column) exactly, or None when the files cannot say: a null flag, a flag that is not
+    boolean, or a table on another file system."""
     import numpy as np
     from pyspark.sql import functions as F
 
@@ -186,8 +196,7 @@ def test_day_row_counts_from_footers_match_spark(spark, tmp_path):
         counted = {r["ds"]: (r["rows"], r["u"]) for r in found.collect()}
         return {ds: counted.get(ds, (0, 0)) for ds in store.partitions("ns.flags") if first <= ds <= last}
 
-    assert store.day_row_counts("ns.flags", days[0], days[-1], "covered") is None  # the mixed day
-    for first, last in [(days[0], days[2]), (days[4], days[4]), (days[1], days[1])]:
+    for first, last in [(days[0], days[-1]), (days[0], days[2]), (days[3], days[3]), (days[4], days[4])]:
         assert store.day_row_counts("ns.flags", first, last, "covered") == spark_counts(first, last, "covered")
     # Without the flag (a join without bootstrap has none), every row is unflagged; mixed days count too.
     assert store.day_row_counts("ns.flags", days[0], days[-1], None) == spark_counts(days[0], days[-1], None)
@@ -196,5 +205,30 @@ def test_day_row_counts_from_footers_match_spark(spark, tmp_path):
     nulls = spark.createDataFrame([(1, None, days[0]), (2, None, days[0])], "key long, covered boolean, ds string")
     store.write_partitions(nulls, "ns.null_flags", days[0], days[0])
     assert store.day_row_counts("ns.null_flags", days[0], days[0], "covered") is None
+    assert store.day_row_counts("ns.flags", days[3], days[3], "key") is None  # not a boolean column
     assert Warehouse(spark, "s3a://bucket/warehouse").day_row_counts("ns.flags", days[0], days[0]) is None
     assert store.day_row_counts("ns.missing", days[0], days[0]) is None
+
+
+@pytest.mark.parametrize("writers", [2, 32])
+def test_in_place_write_keeps_every_row_with_or_without_enough_open_writers(spark, tmp_path, monkeypatch, writers):
+    """A write of tasks as they are (`shuffle=False`) opens one writer per day; a task holding more days than
+    the limit (2 here, with days interleaved in each task) has Spark sort the rest. Every row lands in its
+    day either way, and the session's setting is left as it was."""
+    import random
+
+    from feature_assets.storage import Warehouse, date_range
+    from feature_assets.storage import warehouse as warehouse_module
+
+    monkeypatch.setattr(warehouse_module, "MAX_CONCURRENT_DAY_WRITERS", writers)
+    days = date_range("2024-03-01", "2024-03-06")
+    rng = random.Random(writers)
+    rows = [(i, rng.choice([None, rng.random()]), rng.choice(days)) for i in range(600)]
+    frame = spark.createDataFrame(rows, "id long, value double, ds string").repartition(3)
+    store = Warehouse(spark, str(tmp_path / "warehouse"))
+    before = spark.conf.get(warehouse_module.CONCURRENT_WRITERS_CONF, None)
+    store.write_partitions(frame, "ns.in_place", days[0], days[-1], shuffle=False)
+    assert spark.conf.get(warehouse_module.CONCURRENT_WRITERS_CONF, None) == before
+    stored = sorted((r["id"], r["value"], r["ds"]) for r in store.read("ns.in_place").collect())
+    assert stored == sorted(rows)
+    assert store.partitions("ns.in_place") == days
