@@ -8,9 +8,9 @@ bootstrap table, each join part and the output written and read back):
 - 95% of the rows covered for the purchases group-by (the returns group-by computed for every row);
 - 100% of the rows covered for both group-bys (nothing to compute).
 
-Every scenario runs once untimed, then --rounds times in turn (the order turning each round). Prints the
-scale, each round's time, each scenario's median, its ratio to the baseline's median and the targets (95% <=
-1.0x, 100% <= 0.33x), each step's median (bootstrap table, each part, output), and checks that every
+Every scenario runs --warmup times untimed, then --rounds times in turn (the order turning each round). Prints
+the scale, each round's time, each scenario's median, its ratio to the baseline's median and the targets (95%
+<= 1.0x, 100% <= 0.33x), each step's median (bootstrap table, each part, output), and checks that every
 bootstrapped output equals the computed one.
 
     flock /tmp/spark-tests.lock .venv/bin/python benchmarks/bootstrap.py --scale 1.0
@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=0.2, help="share of the full data set (1.0 = full scale)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds of every scenario (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs of every scenario before the rounds")
     parser.add_argument("--users", type=int, default=200_000, help="users at full scale (scaled like the rest)")
     args = parser.parse_args(argv)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -112,13 +113,16 @@ def main(argv=None) -> int:
     full["bootstrapParts"] = [{"table": "boot.all_100", "query": {}, "keyColumns": ["request_id"]}]
     outputs = {PLAIN: "default.bench_plain_timed", PARTIAL: "default.bench_partial", FULL: "default.bench_full"}
     configs = {PLAIN: base, PARTIAL: partial, FULL: full}
-    # Every scenario runs once untimed (new query plans, code paths and files to cache), then --rounds
-    # times in turn, so a slow moment of the machine falls on all of them alike; each is reported by its
-    # median round. The order turns by one scenario each round: none always follows the same one (and
-    # pays for what it left behind: garbage to collect, files still being flushed).
-    for label, config in configs.items():
-        computed = run(warehouse, config, outputs[label])
-        print(f"warm-up {label}: rows computed per part: {computed}", flush=True)
+    # Every scenario runs --warmup times untimed (new query plans, code paths and files to cache; the JVM
+    # compiles the code Spark generates for each plan over its first few runs: one scenario's output took
+    # 12.6, 9.0, 8.2 and 7.7 s in its first four), then --rounds times in turn, so a slow moment of the
+    # machine falls on all of them alike; each is reported by its median round. The order turns by one
+    # scenario each round: none always follows the same one (and pays for what it left behind: garbage to
+    # collect, files still being flushed).
+    for warm_up in range(args.warmup):
+        for label, config in configs.items():
+            computed = run(warehouse, config, outputs[label])
+            print(f"warm-up {warm_up + 1} {label}: rows computed per part: {computed}", flush=True)
     rounds: dict[str, list[float]] = {label: [] for label in configs}
     step_rounds: dict[str, list[dict[str, float]]] = {label: [] for label in configs}
     labels = list(configs)

@@ -1,8 +1,9 @@
 """The offline warehouse: where tables live and how partitions are read and replaced.
 
 A table `ns.t` is a parquet dataset partitioned by `ds` (YYYY-MM-DD, UTC) at `<root>/ns/t/ds=YYYY-MM-DD/`.
-This is the only module that knows paths. All file-system work goes through Spark's Hadoop file
-system, so the root can be a local folder, `hdfs://` or `s3a://` alike.
+This is the only module that knows paths. File-system work goes through Spark's Hadoop file system, so
+the root can be a local folder, `hdfs://` or `s3a://` alike; a local table is listed, sized and dropped
+with the OS instead (the same answers without a JVM round trip per call).
 """
 
 from __future__ import annotations
