@@ -14,7 +14,8 @@ The bootstrap table keeps the left rows and one coverage flag per join part (`co
 are joined once, into the output (`with_bootstrap_values`), rather than written there and read back. A part
 covered on every row is neither computed nor joined; when every part is and a single table provides the
 values, they are read where they are stored and the narrow left rows are broadcast to them
-(`values_in_place`), so nothing is shuffled.
+(`values_in_place`), so nothing is shuffled. When a single table provides exactly one part's columns, its
+rows join the output together with that part's computed rows (`feature_assets.offline.join.values_beside_part`).
 
 A flattened log table names, per row, the fields its schema version did not have (`_absent_fields`): the row
 does not provide those columns, so a row logged before a feature was added is not covered for that feature.

@@ -19,9 +19,12 @@ from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, NumericType
 
 from feature_assets.model.configs import COVERED_PREFIX, GroupBy, Join, JoinPart
+from feature_assets.model.logs import ABSENT_FIELDS_COLUMN
 from feature_assets.offline.bootstrap import (
+    BootstrapValues,
     bootstrap_types,
     read_bootstrap_values,
     values_in_place,
@@ -50,6 +53,8 @@ FEW_ROWS = 500_000
 FEW_ROWS_SHARE = 0.25
 
 LATEST_QUERY = "__latest_query_ts"
+# Marks the bootstrap values rows in a part table they were appended to (`values_beside_part`).
+FROM_BOOTSTRAP = "__from_bootstrap"
 
 # Reads a group-by's daily table for [start_ds, end_ds].
 SnapshotReader = Callable[[GroupBy, str, str], DataFrame]
@@ -155,7 +160,8 @@ def assemble_join(
     given, adds the values after the parts are joined, so those joins shuffle the narrow left rows rather
     than rows carrying every bootstrap value. A covered row keeps its bootstrap values; other rows take
     computed values where every bootstrap part is null. A part's table is None when bootstrap covers every
-    row for it: that part is not joined at all.
+    row for it: that part is not joined at all. A part's table may also hold that part's bootstrap values
+    (`values_beside_part`), which then match only covered rows.
     """
     features = join.feature_columns
     row_time = row_time_columns(left)
@@ -169,10 +175,12 @@ def assemble_join(
         # Older part tables (and joins without row ids) lack them: those are matched on the rest of the row.
         row_ids = list(join.row_ids) if all(c in left.columns and c in table.columns for c in join.row_ids) else []
         keys = list(dict.fromkeys(row_ids + row))
-        renamed = table.select(*keys, *part.columns).toDF(
-            *[f"__p{index}_{c}" for c in keys], *[f"__c{index}_{c}" for c in part.columns]
+        marker = [FROM_BOOTSTRAP] if FROM_BOOTSTRAP in table.columns else []
+        renamed = table.select(*keys, *part.columns, *marker).toDF(
+            *[f"__p{index}_{c}" for c in keys], *[f"__c{index}_{c}" for c in part.columns], *marker
         )
-        output = output.join(renamed, _part_match(index, row, row_ids), "left")
+        covered = join.coverage_column(part) if marker else None
+        output = output.join(renamed, _part_match(index, row, row_ids, covered), "left").drop(*marker)
         joined.append(part)
         computed.update({column: F.col(f"__c{index}_{column}") for column in part.columns})
     if add_bootstrap_values is not None:
@@ -222,6 +230,9 @@ def output_from_stored(
         in_place = values_in_place(sources, flagged)
         if in_place is not None:
             return assemble_join(join, in_place, parts)
+    beside = values_beside_part(join, sources, parts, flagged)
+    if beside is not None:
+        return assemble_join(join, flagged, beside)
     values = functools.partial(with_bootstrap_values, warehouse, sources, start_ds=start_ds, end_ds=end_ds)
     return assemble_join(join, flagged, parts, values)
 
@@ -241,6 +252,58 @@ def write_join_output(
     warehouse.write_partitions(frame, table, start_ds, end_ds, shuffle=not reads_in_place(frame))
 
 
+def values_beside_part(
+    join: Join, sources: list[BootstrapValues], parts: list[tuple[JoinPart, DataFrame | None]], flagged: DataFrame
+) -> list[tuple[JoinPart, DataFrame | None]] | None:
+    """`parts` with the bootstrap values appended to the table of the one part they are for, or None when
+    that is not how they can be joined.
+
+    This holds when one table, keyed by the join's row ids, provides every column of one part and no other
+    join column (and is not a flattened log, whose rows may lack some columns): a left row it matches is then
+    covered for that part and has no computed row, any other row has no bootstrap values. One join of the
+    part's rows and values then does what joining the part, then the values would, and the output joins
+    exactly the tables a join without bootstrap does. Each values row is marked (`FROM_BOOTSTRAP`) and
+    matches only a covered row (`_part_match`).
+    """
+    if len(sources) != 1 or not join.row_ids:
+        return None
+    values = sources[0]
+    provided = set(values.provided)
+    touched = [index for index, (part, _) in enumerate(parts) if provided & set(part.columns)]
+    if (
+        ABSENT_FIELDS_COLUMN in values.rows.columns
+        or set(values.source.key_columns) != set(join.row_ids)
+        or len(touched) != 1
+    ):
+        return None
+    index = touched[0]
+    part, table = parts[index]
+    if table is None or set(part.columns) != provided or join.coverage_column(part) not in flagged.columns:
+        return None
+    row = part.left_keys + row_time_columns(flagged)
+    keys = list(dict.fromkeys(list(join.row_ids) + row))
+    if any(c not in table.columns for c in keys):
+        return None
+    table_types = {field.name: field.dataType for field in table.schema.fields}
+    value_types = {field.name: field.dataType for field in values.rows.schema.fields}
+    from_values = set(join.row_ids) | {"ds"}
+    if not all(_union_keeps_type(table_types[c], value_types[c]) for c in [*from_values, *part.columns]):
+        return None
+    rows = values.rows.select(
+        *[F.col(c) if c in from_values else F.lit(None).cast(table_types[c]).alias(c) for c in keys],
+        *part.columns,
+        F.lit(True).alias(FROM_BOOTSTRAP),
+    )
+    merged = table.select(*keys, *part.columns, F.lit(False).alias(FROM_BOOTSTRAP)).unionByName(rows)
+    return [(p, merged if i == index else t) for i, (p, t) in enumerate(parts)]
+
+
+def _union_keeps_type(computed: DataType, bootstrapped: DataType) -> bool:
+    """Whether a union of the two types gives the column the type that joining the values apart would (the
+    wider of two numeric types, in both); other pairs are left to that join."""
+    return computed == bootstrapped or (isinstance(computed, NumericType) and isinstance(bootstrapped, NumericType))
+
+
 def without_covered_parts(
     bootstrapped: list[str], part_tables: list[tuple[JoinPart, DataFrame]]
 ) -> list[tuple[JoinPart, DataFrame | None]]:
@@ -258,7 +321,7 @@ def without_covered_parts(
     ]
 
 
-def _part_match(index: int, row: list[str], row_ids: list[str]) -> Column:
+def _part_match(index: int, row: list[str], row_ids: list[str], covered: str | None = None) -> Column:
     """The condition matching a left row to its row of part table `index` (columns `__p{index}_...`).
 
     With row ids, the join keys are the row ids (null-safe) and ds, the same keys on which bootstrap values
@@ -273,9 +336,13 @@ def _part_match(index: int, row: list[str], row_ids: list[str]) -> Column:
         condition = condition & F.col(column).eqNullSafe(F.col(f"__p{index}_{column}"))
     condition = condition & (F.col("ds") == F.col(f"__p{index}_ds"))  # ds is never null: a partition
     rest = [c for c in row if c not in keys and c != "ds"]
-    if rest:
-        condition = condition & same_values(rest, [f"__p{index}_{c}" for c in rest])
-    return condition
+    same_rest = same_values(rest, [f"__p{index}_{c}" for c in rest]) if rest else F.lit(True)
+    if covered is None:
+        return condition & same_rest if rest else condition
+    # The table also holds bootstrap values (`values_beside_part`): a covered row takes its values row, any
+    # other row its computed row, so a row matches one row of the table even if both have one.
+    from_bootstrap = F.col(FROM_BOOTSTRAP)
+    return condition & F.when(F.col(covered), from_bootstrap).otherwise(~from_bootstrap & same_rest)
 
 
 def _named(value: Column | str, name: str) -> Column | str:

@@ -19,12 +19,17 @@ if TYPE_CHECKING:  # pyspark is imported only when a session is needed, to keep 
     from pyspark.sql import SparkSession
 
 # Settings the engine relies on: UTC day boundaries, replace-writes of single partitions, and
-# partition values kept as strings (e.g. "2024-01-01" must not become a date).
+# partition values kept as strings (e.g. "2024-01-01" must not become a date). Spark caches the classes it
+# generates for query stages, 100 by default: one join's parts and outputs, with and without bootstrap,
+# generate about 100 (104 in benchmarks/bootstrap.py), so a process that runs such steps again evicted and
+# recompiled them every time, and the JVM compiled the new classes to machine code again (2.5-3 s of CPU
+# per join output, against 0.2-0.8 s once cached). 1000 entries hold about 30 MB of source at that size.
 COMMON_DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.codegen.cache.maxEntries": "1000",
 }
 # A laptop or CI machine: few shuffle partitions for small data, no web UI port to collide on, broadcasts
 # left uncompressed: in one JVM they never cross a network, so compressing them only spends the driver's CPU

@@ -384,14 +384,16 @@ def test_few_uncovered_rows_are_computed_from_their_keys_events_alone(spark, set
     assert 0 < stats[0]["rows_computed"] == stats[1]["rows_computed"] == len(left) - len(most) < 0.25 * len(left)
 
 
-def test_partly_covered_output_shuffles_each_input_once(spark, setup):
+@pytest.mark.parametrize(("columns", "shuffles"), [(PA, 3), (PA + RB, 4)], ids=["one part", "both parts"])
+def test_partly_covered_output_shuffles_each_input_once(spark, setup, columns, shuffles):
     """Part tables are keyed by the row ids, like the bootstrap values: the output's joins share one
-    partitioning, so Spark shuffles the left rows, each part and the values once each, never the joined rows."""
+    partitioning, so Spark shuffles the left rows, each part and the values once each, never the joined rows.
+    Values that are one part's columns are appended to that part's rows and shuffled with them."""
     from feature_assets.offline.frames import shuffle_count
 
     joins, store, left, tables = setup
     half = sample(left, 0.5, 17)
-    for i, column in enumerate(PA):
+    for i, column in enumerate(columns):
         half[column] = values(len(half), 170 + i, nulls=0.2)
         half = nullify(half, column)
     write_table(spark, store, "boot.most", half)
@@ -399,12 +401,51 @@ def test_partly_covered_output_shuffles_each_input_once(spark, setup):
     spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # as for tables too large to broadcast
     try:
         output, _, _ = output_frame(store, joins["t.model.few"])
-        shuffles = shuffle_count(output)
+        found = shuffle_count(output)
         out = output.toPandas()
     finally:
         spark.conf.set("spark.sql.autoBroadcastJoinThreshold", threshold)
-    assert shuffles == 4
+    assert found == shuffles
     expected = by_priority(
         left, computed(left, tables, joins["t.model.few"]), [half.drop(columns="ds")], {"a": PA, "b": RB}, []
     )
     assert_frames_equal(out, expected, PA + RB)
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_values_joined_with_their_parts_rows_match_the_rules_even_beside_stale_rows(spark, setup, seed):
+    """One table provides every column of one part on some rows: its values are joined together with that
+    part's computed rows. Same rows as the rules; and a part table computed before those rows were covered
+    (a row for every left row) still gives each left row once, with the bootstrap values where covered."""
+    from pyspark.sql import functions as F
+
+    from feature_assets.offline.bootstrap import read_bootstrap_values
+    from feature_assets.offline.join import output_from_stored, values_beside_part, write_join_part
+
+    joins, store, left, tables = setup
+    rng = np.random.default_rng(seed)
+    boot = sample(left, rng.uniform(0.3, 0.9), seed)
+    for i, column in enumerate(PA):
+        boot[column] = values(len(boot), seed * 10 + i, nulls=rng.uniform(0.1, 0.5))
+        boot = nullify(boot, column)
+    write_table(spark, store, "boot.rows", boot)
+    join = joins["t.model.rows"]
+    out, stats, _ = run_join(store, join)
+    expected = by_priority(left, computed(left, tables, join), [boot.drop(columns="ds")], {"a": PA, "b": RB}, [])
+    assert len(out) == len(left) and out["request_id"].is_unique
+    assert_frames_equal(out, expected, PA + RB)
+    assert stats[0]["rows_computed"] == len(left) - len(boot)
+
+    table = "default.t_model_rows_bootstrap"
+    flagged = store.read(table, START, END)
+    purchases, returns = join.join_parts
+    uncovered = flagged.withColumn(join.coverage_column(purchases), F.lit(False))
+    write_join_part(store, join, purchases, uncovered, f"{table}_stale", START, END, None)
+    parts = [
+        (purchases, store.read(f"{table}_stale", START, END)),
+        (returns, store.read(f"{table}_part_1", START, END)),
+    ]
+    assert values_beside_part(join, read_bootstrap_values(store, join, START, END), parts, flagged) is not None
+    stale = output_from_stored(store, join, flagged, parts, START, END).toPandas()
+    assert len(stale) == len(left) and stale["request_id"].is_unique
+    assert_frames_equal(stale, expected, PA + RB)
