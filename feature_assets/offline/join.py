@@ -223,7 +223,8 @@ def output_from_stored(
 ) -> DataFrame:
     """The join's output from its stored tables: the bootstrap table (left rows and coverage flags) and every
     part table. Parts bootstrap covers on every row are not joined; the bootstrap values come last, read in
-    place when every part is covered and one table provides them (`values_in_place`)."""
+    place when every part is covered and one table provides them (`values_in_place`), or together with the
+    one part whose columns they are (`values_beside_part`)."""
     sources = read_bootstrap_values(warehouse, join, start_ds, end_ds)
     parts = without_covered_parts(list(bootstrap_types(sources)), stored_parts)
     if all(table is None for _, table in parts):
