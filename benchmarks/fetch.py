@@ -15,8 +15,9 @@ end for 10% of the users, store the join's metadata, then time fetches:
 
 - fetch logging: single-key join fetches (with a contextual `request_id`) without a logger and with the
   default one (MongoDB sink: bundles of records in `fetch_log` of the same database), alternating in
-  `--logging-rounds` rounds so both see the same machine; p50 / p99 of all rounds, the overhead on p99, and
-  the logger's counters.
+  `--logging-rounds` rounds so both see the same machine, the logger flushed after each of its rounds so that
+  its writes never fall into a round without it; p50 / p99 of all rounds, the overhead on p99, and the
+  logger's counters.
 
 Prints p50 / p99 latency and throughput per scenario and the server used. MongoDB: `$FEATURE_ASSETS_MONGO_URI`,
 else a local SecantusDB started for the run (written in Python, so absolute numbers are far from a real
@@ -368,13 +369,16 @@ def compare_logging(args, store: MongoKVStore, singles: list[dict], at: int) -> 
     for fetcher in (plain, logged):
         fetcher.fetch_join(name, requests[0], at)  # warm the caches (and the logger's thread and codec)
     latencies: dict[str, list[float]] = {"without": [], "with": []}
+    flushed = True
     for _ in range(max(1, args.logging_rounds)):
         for label, fetcher in (("without", plain), ("with", logged)):
             for request in requests:
                 started = time.perf_counter()
                 fetcher.fetch_join(name, request, at)
                 latencies[label].append((time.perf_counter() - started) * 1000)
-    flushed = logger.flush(60)
+            # The logger writes up to its linger after the round: wait, so none of its work lands in the next
+            # round without logging (the tail of each round's records is then written untimed).
+            flushed = logger.flush(60) and flushed
     counters = logger.counters()
     logger.close()
     if broker is not None:
