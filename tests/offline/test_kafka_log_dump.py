@@ -26,7 +26,7 @@ from feature_assets.model.logs import LOG_COLLECTION, RAW_LOG_COLUMNS, RAW_LOG_T
 from feature_assets.offline.log_tables import kafka_log_records, log_rows, mongo_log_records
 from feature_assets.online.batch_encoding import end_of_day_millis
 from feature_assets.online.fetch.fetcher import Fetcher
-from feature_assets.online.logging import FetchLogger
+from feature_assets.online.logging import FetchLogger, LogSink
 from feature_assets.online.logging.sinks.kafka import KafkaLogSink
 from feature_assets.online.logging.sinks.mongo import MongoLogSink
 from feature_assets.online.store import InMemoryKVStore
@@ -43,7 +43,7 @@ RETRIED_WRITE = 3  # the sink write that fails after Kafka took the batch
 MALFORMED = b"{not json"
 
 
-class TeeSink:
+class TeeSink(LogSink):
     """Writes each batch to Kafka and to MongoDB with the same ids, and keeps what it was given; one write
     fails after Kafka took it (the logger retries the batch: Kafka holds it twice, MongoDB once)."""
 
@@ -53,7 +53,11 @@ class TeeSink:
         self.twice: set[str] = set()
         self.writes = 0
 
-    def write(self, records, ids) -> None:
+    def encode(self, record, record_id):
+        return record, record_id
+
+    def write_encoded(self, batch) -> None:
+        records, ids = [record for record, _ in batch], [record_id for _, record_id in batch]
         self.writes += 1
         self.kafka.write(records, ids)
         if self.writes == RETRIED_WRITE:

@@ -316,10 +316,10 @@ class BlockingSink(MemorySink):
         super().__init__()
         self.entered, self.release = threading.Event(), threading.Event()
 
-    def write(self, records, ids) -> None:
+    def write_encoded(self, batch) -> None:
         self.entered.set()
         self.release.wait(10)
-        super().write(records, ids)
+        super().write_encoded(batch)
 
 
 class FailingSink(MemorySink):
@@ -327,11 +327,11 @@ class FailingSink(MemorySink):
         super().__init__()
         self.failures, self.attempts = failures, 0
 
-    def write(self, records, ids) -> None:
+    def write_encoded(self, batch) -> None:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise ConnectionError("log store down")
-        super().write(records, ids)
+        super().write_encoded(batch)
 
 
 def test_a_full_buffer_drops_and_counts(store):

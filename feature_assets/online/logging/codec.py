@@ -33,6 +33,7 @@ from feature_assets.aggregation.registry import DOUBLE, INPUT, LONG, STRING, Typ
 from feature_assets.aggregation.values import INTEGRAL
 from feature_assets.model import Derivation, GroupBy, Join
 from feature_assets.model.configs import derived_names
+from feature_assets.online.logging.avro_writer import record_encoder
 from feature_assets.sql import types as sql_types
 from feature_assets.sql.expressions import UnsupportedExpression, compile_expression
 
@@ -263,6 +264,8 @@ class JoinCodec:
         self._value_parsed = parse_schema(self.value_schema)
         self._key_fields = [(name, converter(t)) for name, t in self.key_types.items()]
         self._value_fields = [(name, converter(t)) for name, t in self.value_types.items()]
+        self._key_encoder = record_encoder(self.key_schema["fields"])
+        self._value_encoder = record_encoder(self.value_schema["fields"])
 
     @classmethod
     def of(cls, join: Join, schemas: Mapping[str, Mapping[str, Any] | None]) -> JoinCodec:
@@ -270,9 +273,22 @@ class JoinCodec:
         return cls(join.name, join_key_types(join, schemas), join_value_types(join, schemas))
 
     def encode_key(self, request: Mapping[str, Any]) -> bytes:
-        return _write(self._key_parsed, _record(self._key_fields, request))
+        try:
+            return self._key_encoder(request)
+        except Exception:  # noqa: BLE001 - a value the compiled encoder does not take as it is
+            return self.reference_encode_key(request)
 
     def encode_value(self, values: Mapping[str, Any]) -> bytes:
+        try:
+            return self._value_encoder(values)
+        except Exception:  # noqa: BLE001 - a value the compiled encoder does not take as it is
+            return self.reference_encode_value(values)
+
+    # fastavro with the converters: encodes (or refuses) what the compiled encoders leave, and tests them
+    def reference_encode_key(self, request: Mapping[str, Any]) -> bytes:
+        return _write(self._key_parsed, _record(self._key_fields, request))
+
+    def reference_encode_value(self, values: Mapping[str, Any]) -> bytes:
         return _write(self._value_parsed, _record(self._value_fields, values))
 
     def decode_key(self, data: bytes) -> dict[str, Any]:

@@ -1,20 +1,23 @@
 """The fetch logger: join fetches become log records, written by a background thread.
 
-A fetch only encodes its key (a few fields, for the sampling decision) and appends to a bounded buffer; the
-value encoding and the writes happen in the logger's thread. A full buffer drops the record and counts it; a
-failing sink is retried with exponential backoff (the same batch, the same record ids) while new records
-queue up behind it, then drop once the buffer is full. Nothing in here raises into a fetch.
+A fetch encodes its own records: the key (for the sampling decision), the values (Avro), and the record as the
+sink stores it (`LogSink.encode`), about 15 us per record in C code, then appends them to a bounded buffer. The
+logger's thread only hands batches of encoded records to the sink: it shares Python's GIL with the fetches, and
+a fetch waiting for the GIL while that thread encodes a batch would cost far more than encoding its own record.
+A full buffer drops the record and counts it; a failing sink is retried with exponential backoff (the same
+batch, the same record ids) while new records queue up behind it, then drop once the buffer is full. Nothing in
+here raises into a fetch.
 
-Each logger publishes a schema once (a SCHEMA_PUBLISH_EVENT record, written in the same batch just before the
-first record with that schema hash).
+Each logger publishes a schema once: a SCHEMA_PUBLISH_EVENT record, queued just before the first record with
+that schema hash (so written in the same batch or an earlier one).
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -32,9 +35,6 @@ DEFAULT_BUFFER_SIZE = 10_000
 DEFAULT_BATCH_SIZE = 1000
 # Records wait up to this long to be written together: one insert per many fetches instead of one per fetch
 # keeps the log's load off the store that serves the fetches.
-# The writer shares the GIL with the fetches: it yields it every few records it encodes, so a fetch waits
-# well under Python's 5 ms switch interval for it.
-_YIELD_EVERY = 4
 DEFAULT_LINGER_SECONDS = 1.0
 _log = logging.getLogger(__name__)
 
@@ -53,10 +53,8 @@ class LogCounters:
 
 @dataclass
 class _Entry:
-    codec: JoinCodec
-    key_bytes: bytes
-    values: dict[str, Any]
-    ts_millis: int
+    encoded: Any  # what the sink's `encode` made of the record
+    published_schema: str | None = None  # set on a SCHEMA_PUBLISH_EVENT record: its schema hash
 
 
 def _b64(data: bytes) -> str:
@@ -77,7 +75,7 @@ def schema_record(codec: JoinCodec, ts_millis: int) -> LogRecord:
 class FetchLogger:
     def __init__(
         self,
-        sink: LogSink,
+        sink: LogSink[Any],
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         linger_seconds: float = DEFAULT_LINGER_SECONDS,
@@ -96,7 +94,9 @@ class FetchLogger:
         self._counters = LogCounters()
         self._buffer: deque[_Entry] = deque()
         self._in_flight = 0
-        self._published: set[str] = set()
+        self._published: set[str] = set()  # schema hashes queued or written
+        self._id_prefix = uuid.uuid4().hex
+        self._sequence = itertools.count()
         self._condition = threading.Condition()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,32 +113,55 @@ class FetchLogger:
         """Queue the served values of a join fetch's requests (None values: an invalid request, not logged)."""
         entries = []
         sampled_out = unencodable = 0
+        ds = ds_of_millis(ts_millis)
         for request, served in zip(requests, values):
             if served is None or not isinstance(request, Mapping):
                 continue
             try:
                 key_bytes = codec.encode_key(request)
-            except Exception:  # noqa: BLE001 - a key the schema cannot take is counted, never raised
+                if not is_sampled(key_bytes, join.sample_percent):
+                    sampled_out += 1
+                    continue
+                record: LogRecord = {
+                    "name": codec.join_name,
+                    "schema_hash": codec.schema_hash,
+                    "key_base64": _b64(key_bytes),
+                    "value_base64": _b64(codec.encode_value(served)),
+                    "ts_millis": ts_millis,
+                    "ds": ds,
+                }
+                entries.append(_Entry(self.sink.encode(record, self._next_id())))
+            except Exception:  # noqa: BLE001 - a key or value the schema cannot take is counted, never raised
                 unencodable += 1
-                continue
-            if not is_sampled(key_bytes, join.sample_percent):
-                sampled_out += 1
-                continue
-            entries.append(_Entry(codec, key_bytes, dict(served), ts_millis))
+        schema = None
+        if entries and codec.schema_hash not in self._published:
+            try:
+                schema = _Entry(self.sink.encode(schema_record(codec, ts_millis), self._next_id()), codec.schema_hash)
+            except Exception:  # noqa: BLE001
+                unencodable += len(entries)
+                entries = []
         with self._condition:
             self._counters.sampled_out += sampled_out
             self._counters.unencodable += unencodable
             if not entries:
                 return
+            if schema is not None and schema.published_schema not in self._published:
+                entries.insert(0, schema)
             was_empty = not self._buffer
             room = 0 if self._closed.is_set() else max(self.buffer_size - len(self._buffer), 0)
-            self._buffer.extend(entries[:room])
-            self._counters.dropped += max(len(entries) - room, 0)
+            taken = entries[:room]
+            self._buffer.extend(taken)
+            self._published.update(e.published_schema for e in taken if e.published_schema is not None)
+            self._counters.dropped += sum(1 for e in entries[room:] if e.published_schema is None)
             # wake the writer only to start a batch or to end its wait early (not once per fetch)
-            if was_empty or len(self._buffer) >= self.batch_size:
+            if taken and (was_empty or len(self._buffer) >= self.batch_size):
                 self._condition.notify()
         if self._thread is None:
             self._start()
+
+    def _next_id(self) -> str:
+        # Unique across loggers and processes, fixed before the first write so that a retry repeats it.
+        return f"{self._id_prefix}-{next(self._sequence)}"
 
     def count_unencodable(self, n: int = 1) -> None:
         with self._condition:
@@ -175,7 +198,7 @@ class FetchLogger:
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         with self._condition:
-            self._counters.dropped += len(self._buffer)
+            self._counters.dropped += sum(1 for e in self._buffer if e.published_schema is None)
             self._buffer.clear()
         try:
             self.sink.close()
@@ -215,52 +238,22 @@ class FetchLogger:
                     self._condition.notify_all()
 
     def _write(self, batch: list[_Entry]) -> None:
-        records: list[LogRecord] = []
-        new_schemas, unencodable = 0, 0
-        for index, entry in enumerate(batch):
-            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
-                time.sleep(0)
-            codec = entry.codec
-            try:
-                value_bytes = codec.encode_value(entry.values)
-            except Exception:  # noqa: BLE001
-                unencodable += 1
-                continue
-            if codec.schema_hash not in self._published:
-                records.append(schema_record(codec, entry.ts_millis))
-                self._published.add(codec.schema_hash)
-                new_schemas += 1
-            records.append(
-                {
-                    "name": codec.join_name,
-                    "schema_hash": codec.schema_hash,
-                    "key_base64": _b64(entry.key_bytes),
-                    "value_base64": _b64(value_bytes),
-                    "ts_millis": entry.ts_millis,
-                    "ds": ds_of_millis(entry.ts_millis),
-                }
-            )
-        # Unique across batches, and the same when the batch is retried; cheaper than a uuid per record.
-        batch_id = uuid.uuid4().hex
-        ids = [f"{batch_id}-{index}" for index in range(len(records))]
-        written = self._write_with_retries(records, ids) if records else True
+        written = self._write_with_retries([entry.encoded for entry in batch])
+        schemas = [entry.published_schema for entry in batch if entry.published_schema is not None]
         with self._condition:
-            self._counters.unencodable += unencodable
             if written:
-                self._counters.logged += len(records) - new_schemas
-                self._counters.schemas_published += new_schemas
+                self._counters.logged += len(batch) - len(schemas)
+                self._counters.schemas_published += len(schemas)
             else:
-                self._counters.dropped += len(records) - new_schemas
-                self._published.difference_update(
-                    r["schema_hash"] for r in records if r["name"] == SCHEMA_PUBLISH_EVENT
-                )
+                self._counters.dropped += len(batch) - len(schemas)
+                self._published.difference_update(schemas)  # a later fetch publishes them again
 
-    def _write_with_retries(self, records: list[LogRecord], ids: list[str]) -> bool:
+    def _write_with_retries(self, encoded: list[Any]) -> bool:
         """Write until the sink takes the batch (True) or the logger closes (False)."""
         delay = self.retry_initial_seconds
         while True:
             try:
-                self.sink.write(records, ids)
+                self.sink.write_encoded(encoded)
                 return True
             except Exception as error:  # noqa: BLE001 - any sink failure is retried
                 with self._condition:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from feature_assets.online.logging.sinks.base import LogRecord
+from feature_assets.online.logging.sinks.base import LogRecord, LogSink
 
 DEFAULT_TOPIC = "fetch_log"
+# A record as the sink sends it: the message's key and value.
+EncodedRecord = tuple[bytes, bytes]
 
 
-class KafkaLogSink:
+class KafkaLogSink(LogSink[EncodedRecord]):
     def __init__(self, config: dict[str, Any], topic: str = DEFAULT_TOPIC, timeout: float = 10.0):
         self.topic = topic
         self.timeout = timeout
@@ -19,7 +21,10 @@ class KafkaLogSink:
 
         self.producer = Producer({"linger.ms": 20, "message.timeout.ms": int(timeout * 1000), **config})
 
-    def write(self, records: list[LogRecord], ids: list[str]) -> None:
+    def encode(self, record: LogRecord, record_id: str) -> EncodedRecord:
+        return record_id.encode("ascii"), json.dumps(record, separators=(",", ":")).encode("utf-8")
+
+    def write_encoded(self, batch: list[EncodedRecord]) -> None:
         from confluent_kafka import KafkaException
 
         errors: list[str] = []
@@ -28,13 +33,12 @@ class KafkaLogSink:
             if error is not None:
                 errors.append(str(error))
 
-        for record, record_id in zip(records, ids):
-            payload = json.dumps(record, separators=(",", ":")).encode("utf-8")
+        for key, payload in batch:
             try:
-                self.producer.produce(self.topic, value=payload, key=record_id.encode("ascii"), on_delivery=delivered)
+                self.producer.produce(self.topic, value=payload, key=key, on_delivery=delivered)
             except BufferError:
                 self.producer.flush(self.timeout)
-                self.producer.produce(self.topic, value=payload, key=record_id.encode("ascii"), on_delivery=delivered)
+                self.producer.produce(self.topic, value=payload, key=key, on_delivery=delivered)
         remaining = self.producer.flush(self.timeout)
         if errors or remaining:
             detail = errors[0] if errors else f"{remaining} messages undelivered after {self.timeout}s"

@@ -17,14 +17,13 @@ per record written by earlier versions.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import bson
 from pymongo.errors import BulkWriteError
 
-from feature_assets.online.logging.sinks.base import LogRecord
+from feature_assets.online.logging.sinks.base import LogRecord, LogSink
 
 FETCH_LOG_COLLECTION = "fetch_log"
 BUNDLE_FIELD = "records"
@@ -34,29 +33,23 @@ DS_INDEX = "ds"
 # Far under MongoDB's 16 MiB document limit, so a batch of large values is split into a few bundles.
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
 _DUPLICATE_KEY = 11000
-# Encoding runs in the logger's thread, which shares the GIL with the fetches: it lets them run every few dozen
-# records (about 100 us of work) rather than hold them up for the whole batch.
-_YIELD_EVERY = 64
+# A record as the sink stores it: its day, its id, and its BSON (with the id as `_id`), encoded in the fetch's
+# thread so that the logger's thread only concatenates bytes.
+EncodedRecord = tuple[str, str, bytes]
 
 
-def bundle_documents(
-    records: list[LogRecord], ids: list[str], max_bytes: int = MAX_BUNDLE_BYTES
-) -> list[dict[str, Any]]:
+def bundle_documents(encoded: list[EncodedRecord], max_bytes: int = MAX_BUNDLE_BYTES) -> list[dict[str, Any]]:
     """The bundle documents of a batch: per day in the order of first appearance, split at `max_bytes`."""
     open_bundles: dict[str, tuple[str, list[bytes]]] = {}  # day: (first record id, encoded records)
     sizes: dict[str, int] = {}
     documents: list[dict[str, Any]] = []
-    for index, (record, record_id) in enumerate(zip(records, ids)):
-        if index % _YIELD_EVERY == _YIELD_EVERY - 1:
-            time.sleep(0)
-        encoded = bson.encode({"_id": record_id, **record})
-        day = record["ds"]
-        if day in open_bundles and sizes[day] + len(encoded) > max_bytes:
+    for day, record_id, data in encoded:
+        if day in open_bundles and sizes[day] + len(data) > max_bytes:
             documents.append(_bundle(day, *open_bundles.pop(day)))
         if day not in open_bundles:
             open_bundles[day], sizes[day] = (record_id, []), 0
-        open_bundles[day][1].append(encoded)
-        sizes[day] += len(encoded)
+        open_bundles[day][1].append(data)
+        sizes[day] += len(data)
     documents.extend(_bundle(day, *bundle) for day, bundle in open_bundles.items())
     return documents
 
@@ -75,7 +68,7 @@ def bundle_records(document: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         yield dict(document)
 
 
-class MongoLogSink:
+class MongoLogSink(LogSink[EncodedRecord]):
     """`insert_many` of a batch's bundle documents (usually one); a retried batch skips the bundles already
     written. The `ds` index is created with the first write."""
 
@@ -87,8 +80,11 @@ class MongoLogSink:
         self._indexed = False
         self._lock = threading.Lock()
 
-    def write(self, records: list[LogRecord], ids: list[str]) -> None:
-        documents = bundle_documents(records, ids, self.max_bundle_bytes)
+    def encode(self, record: LogRecord, record_id: str) -> EncodedRecord:
+        return record["ds"], record_id, bson.encode({"_id": record_id, **record})
+
+    def write_encoded(self, batch: list[EncodedRecord]) -> None:
+        documents = bundle_documents(batch, self.max_bundle_bytes)
         if not documents:
             return
         self._ensure_index()
@@ -105,8 +101,7 @@ class MongoLogSink:
                 self.collection.create_index([(DS_FIELD, 1)], name=DS_INDEX)
                 self._indexed = True
 
-    def close(self) -> None:
-        pass  # the database's client belongs to the online store
+    # close: nothing to release, the database's client belongs to the online store
 
     def __repr__(self) -> str:
         return f"MongoLogSink({self.collection.database.name}.{self.collection.name})"
