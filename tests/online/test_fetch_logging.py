@@ -374,6 +374,19 @@ def test_a_failing_sink_never_fails_or_slows_a_fetch_and_is_retried(store):
     down.close(timeout=0.1)
 
 
+def test_kafka_sink_raises_when_its_messages_are_not_delivered():
+    """Only failed messages get a delivery report: a batch the broker never takes still fails its write (the
+    logger then retries it), naming the topic."""
+    from confluent_kafka import KafkaException
+
+    sink = KafkaLogSink({"bootstrap.servers": "127.0.0.1:9"}, topic="nowhere", timeout=1.0)
+    record = {"name": "j", "schema_hash": "h", "key_base64": "", "value_base64": "", "ts_millis": AT, "ds": DS}
+    started = time.monotonic()
+    with pytest.raises(KafkaException, match="topic 'nowhere'"):
+        sink.write([record, dict(record)], ["a-0", "a-1"])
+    assert time.monotonic() - started < 10
+
+
 def test_environment_chooses_the_sink(store):
     assert logger_from_environment(store, {"FEATURE_ASSETS_FETCH_LOG": "mongo"}) is None  # in-memory: no database
     assert logger_from_environment(store, {"FEATURE_ASSETS_FETCH_LOG": "off"}) is None
