@@ -369,13 +369,17 @@ def compare_logging(args, store: MongoKVStore, singles: list[dict], at: int) -> 
     for fetcher in (plain, logged):
         fetcher.fetch_join(name, requests[0], at)  # warm the caches (and the logger's thread and codec)
     latencies: dict[str, list[float]] = {"without": [], "with": []}
+    round_p99s: dict[str, list[float]] = {"without": [], "with": []}
     flushed = True
     for _ in range(max(1, args.logging_rounds)):
         for label, fetcher in (("without", plain), ("with", logged)):
+            round_latencies = []
             for request in requests:
                 started = time.perf_counter()
                 fetcher.fetch_join(name, request, at)
-                latencies[label].append((time.perf_counter() - started) * 1000)
+                round_latencies.append((time.perf_counter() - started) * 1000)
+            latencies[label].extend(round_latencies)
+            round_p99s[label].append(percentile(round_latencies, 0.99))
             # The logger writes up to its linger after the round: wait, so none of its work lands in the next
             # round without logging (the tail of each round's records is then written untimed).
             flushed = logger.flush(60) and flushed
@@ -393,6 +397,10 @@ def compare_logging(args, store: MongoKVStore, singles: list[dict], at: int) -> 
     )
     for label, (p50, p99) in stats.items():
         print(f"{label + ' logging':16s}: p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    print("p99 per round (ms), without:", " ".join(f"{v:.2f}" for v in round_p99s["without"]))
+    print("p99 per round (ms), with:   ", " ".join(f"{v:.2f}" for v in round_p99s["with"]))
+    pair_ratios = sorted(w / wo for w, wo in zip(round_p99s["with"], round_p99s["without"]))
+    print(f"median over rounds of p99 with / p99 without: {float(np.median(pair_ratios)) - 1:+.1%}")
     overhead = stats["with"][1] / stats["without"][1] - 1
     print(
         f"logging adds {overhead * 100:+.1f}% to p99 ({stats['with'][0] / stats['without'][0] - 1:+.1%} to p50); "

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from feature_assets.model import Join
+from feature_assets.model import MILLIS_PER_DAY, Join
 from feature_assets.online.batch_encoding import ds_of_millis
 from feature_assets.online.logging.codec import JoinCodec
 from feature_assets.online.logging.sampling import is_sampled
@@ -51,10 +51,13 @@ class LogCounters:
     schemas_published: int = 0
 
 
-@dataclass
-class _Entry:
-    encoded: Any  # what the sink's `encode` made of the record
-    published_schema: str | None = None  # set on a SCHEMA_PUBLISH_EVENT record: its schema hash
+class _SchemaRecord:
+    """A SCHEMA_PUBLISH_EVENT record in the buffer (the others are what the sink's `encode` made of them)."""
+
+    __slots__ = ("encoded", "schema_hash")
+
+    def __init__(self, encoded: Any, schema_hash: str):
+        self.encoded, self.schema_hash = encoded, schema_hash
 
 
 def _b64(data: bytes) -> str:
@@ -92,7 +95,8 @@ class FetchLogger:
         self.retry_initial_seconds = retry_initial_seconds
         self.retry_max_seconds = retry_max_seconds
         self._counters = LogCounters()
-        self._buffer: deque[_Entry] = deque()
+        self._buffer: deque[Any] = deque()  # encoded records, and _SchemaRecord
+        self._day = (0, 0, "")  # the day of the last logged time: (start millis, end millis, ds)
         self._in_flight = 0
         self._published: set[str] = set()  # schema hashes queued or written
         self._id_prefix = uuid.uuid4().hex
@@ -111,9 +115,12 @@ class FetchLogger:
         ts_millis: int,
     ) -> None:
         """Queue the served values of a join fetch's requests (None values: an invalid request, not logged)."""
-        entries = []
+        encoded: list[Any] = []
         sampled_out = unencodable = 0
-        ds = ds_of_millis(ts_millis)
+        day = self._day
+        if not day[0] <= ts_millis < day[1]:
+            start = ts_millis - ts_millis % MILLIS_PER_DAY
+            self._day = day = (start, start + MILLIS_PER_DAY, ds_of_millis(ts_millis))
         for request, served in zip(requests, values):
             if served is None or not isinstance(request, Mapping):
                 continue
@@ -128,31 +135,34 @@ class FetchLogger:
                     "key_base64": _b64(key_bytes),
                     "value_base64": _b64(codec.encode_value(served)),
                     "ts_millis": ts_millis,
-                    "ds": ds,
+                    "ds": day[2],
                 }
-                entries.append(_Entry(self.sink.encode(record, self._next_id())))
+                encoded.append(self.sink.encode(record, self._next_id()))
             except Exception:  # noqa: BLE001 - a key or value the schema cannot take is counted, never raised
                 unencodable += 1
         schema = None
-        if entries and codec.schema_hash not in self._published:
+        if encoded and codec.schema_hash not in self._published:
             try:
-                schema = _Entry(self.sink.encode(schema_record(codec, ts_millis), self._next_id()), codec.schema_hash)
+                published = self.sink.encode(schema_record(codec, ts_millis), self._next_id())
+                schema = _SchemaRecord(published, codec.schema_hash)
             except Exception:  # noqa: BLE001
-                unencodable += len(entries)
-                entries = []
+                unencodable, encoded = unencodable + len(encoded), []
         with self._condition:
-            self._counters.sampled_out += sampled_out
-            self._counters.unencodable += unencodable
-            if not entries:
+            if sampled_out or unencodable:
+                self._counters.sampled_out += sampled_out
+                self._counters.unencodable += unencodable
+            if not encoded:
                 return
-            if schema is not None and schema.published_schema not in self._published:
-                entries.insert(0, schema)
+            if schema is not None and schema.schema_hash not in self._published:
+                encoded.insert(0, schema)  # just before the first record with its hash
             was_empty = not self._buffer
-            room = 0 if self._closed.is_set() else max(self.buffer_size - len(self._buffer), 0)
-            taken = entries[:room]
+            room = 0 if self._closed.is_set() else self.buffer_size - len(self._buffer)
+            taken = encoded if room >= len(encoded) else encoded[: max(room, 0)]
             self._buffer.extend(taken)
-            self._published.update(e.published_schema for e in taken if e.published_schema is not None)
-            self._counters.dropped += sum(1 for e in entries[room:] if e.published_schema is None)
+            if taken and taken[0].__class__ is _SchemaRecord:
+                self._published.add(taken[0].schema_hash)
+            if len(taken) < len(encoded):
+                self._counters.dropped += sum(1 for e in encoded[len(taken) :] if e.__class__ is not _SchemaRecord)
             # wake the writer only to start a batch or to end its wait early (not once per fetch)
             if taken and (was_empty or len(self._buffer) >= self.batch_size):
                 self._condition.notify()
@@ -198,7 +208,7 @@ class FetchLogger:
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         with self._condition:
-            self._counters.dropped += sum(1 for e in self._buffer if e.published_schema is None)
+            self._counters.dropped += sum(1 for e in self._buffer if e.__class__ is not _SchemaRecord)
             self._buffer.clear()
         try:
             self.sink.close()
@@ -237,9 +247,11 @@ class FetchLogger:
                     self._in_flight = 0
                     self._condition.notify_all()
 
-    def _write(self, batch: list[_Entry]) -> None:
-        written = self._write_with_retries([entry.encoded for entry in batch])
-        schemas = [entry.published_schema for entry in batch if entry.published_schema is not None]
+    def _write(self, batch: list[Any]) -> None:
+        schemas = [entry.schema_hash for entry in batch if entry.__class__ is _SchemaRecord]
+        if schemas:
+            batch = [entry.encoded if entry.__class__ is _SchemaRecord else entry for entry in batch]
+        written = self._write_with_retries(batch)
         with self._condition:
             if written:
                 self._counters.logged += len(batch) - len(schemas)
