@@ -1,7 +1,7 @@
 """Benchmark of online fetches of `quickstart.training_set.v2` (two group-bys, 20 features).
 
     .venv/bin/python benchmarks/fetch.py [--keys 100000] [--requests 2000] [--batches 100] [--no-http]
-        [--logging-rounds 5] [--logging-only]
+        [--logging-rounds 30] [--logging-only] [--log-sink mongo|kafka|memory]
 
 Steps: synthesize quickstart-like purchases and returns for `--keys` users, encode the batch uploads with the
 same pandas encoders the Spark upload runs (purchases: SNAPSHOT finished values; returns: TEMPORAL tail events
@@ -16,8 +16,9 @@ end for 10% of the users, store the join's metadata, then time fetches:
 - fetch logging: single-key join fetches (with a contextual `request_id`) without a logger and with the
   default one (MongoDB sink: bundles of records in `fetch_log` of the same database), alternating in
   `--logging-rounds` rounds so both see the same machine, the logger flushed after each of its rounds so that
-  its writes never fall into a round without it; p50 / p99 of all rounds, the overhead on p99, and the
-  logger's counters.
+  its writes never fall into a round without it (`--log-sink kafka` logs to a local Kafka-protocol broker,
+  `memory` measures the logger alone); p50 / p99 of all rounds and the overhead on p99 (the target: at most
+  10%), each round's p99 (how much the machine moves it), and the logger's counters.
 
 Prints p50 / p99 latency and throughput per scenario and the server used. MongoDB: `$FEATURE_ASSETS_MONGO_URI`,
 else a local SecantusDB started for the run (written in Python, so absolute numbers are far from a real
@@ -137,7 +138,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", default="1,8", help="concurrent clients, comma separated")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--database", default="fetch_benchmark")
-    parser.add_argument("--logging-rounds", type=int, default=5, help="alternating rounds without/with logging")
+    # A round's p99 moves between 1.1 and 2.4 ms on this machine, with or without logging: with 30 rounds of each
+    # mode, the overhead on the pooled p99 spread over 5 points between runs (over 20 with 6 rounds).
+    parser.add_argument("--logging-rounds", type=int, default=30, help="alternating rounds without/with logging")
     parser.add_argument("--log-batch-size", type=int, default=None, help="the logger's batch size (default: its own)")
     parser.add_argument("--log-linger", type=float, default=None, help="the logger's linger seconds (default: its own)")
     parser.add_argument(
@@ -399,8 +402,6 @@ def compare_logging(args, store: MongoKVStore, singles: list[dict], at: int) -> 
         print(f"{label + ' logging':16s}: p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
     print("p99 per round (ms), without:", " ".join(f"{v:.2f}" for v in round_p99s["without"]))
     print("p99 per round (ms), with:   ", " ".join(f"{v:.2f}" for v in round_p99s["with"]))
-    pair_ratios = sorted(w / wo for w, wo in zip(round_p99s["with"], round_p99s["without"]))
-    print(f"median over rounds of p99 with / p99 without: {float(np.median(pair_ratios)) - 1:+.1%}")
     overhead = stats["with"][1] / stats["without"][1] - 1
     print(
         f"logging adds {overhead * 100:+.1f}% to p99 ({stats['with'][0] / stats['without'][0] - 1:+.1%} to p50); "

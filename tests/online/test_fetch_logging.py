@@ -26,7 +26,7 @@ from feature_assets.online.fetch.fetcher import Fetcher
 from feature_assets.online.logging import SCHEMA_PUBLISH_EVENT, FetchLogger, JoinCodec, MemorySink
 from feature_assets.online.logging.environment import logger_from_environment
 from feature_assets.online.logging.sinks.kafka import KafkaLogSink
-from feature_assets.online.logging.sinks.mongo import MongoLogSink, bundle_records
+from feature_assets.online.logging.sinks.mongo import MongoLogSink, bundle_documents, bundle_records
 from feature_assets.online.store import InMemoryKVStore, MongoKVStore, upload_metadata
 
 DS = "2023-11-25"
@@ -449,6 +449,35 @@ def random_log_records(rng: np.random.Generator, n: int, days: list[str]) -> lis
             }
         )
     return records
+
+
+def naive_bundles(encoded, max_bytes):
+    """Per day in order of first appearance, records in order, a new bundle when the next would not fit."""
+    days: dict[str, list[list]] = {}
+    for day, record_id, data in encoded:
+        bundles = days.setdefault(day, [])
+        if not bundles or sum(len(d) for _, d in bundles[-1]) + len(data) > max_bytes:
+            bundles.append([])
+        bundles[-1].append((record_id, data))
+    done = [(day, b) for day, bundles in days.items() for b in bundles]
+    return sorted(
+        ({"_id": b[0][0], "ds": day, "count": len(b), "records": b"".join(d for _, d in b)} for day, b in done),
+        key=lambda document: document["_id"],
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bundles_of_a_batch_are_the_naive_ones(seed):
+    rng = np.random.default_rng(seed)
+    sink = MongoLogSink({"fetch_log": None})
+    for _ in range(60):
+        days = ["2023-11-24"] if rng.random() < 0.5 else ["2023-11-24", "2023-11-25", "2023-11-26"]
+        records = random_log_records(rng, int(rng.integers(1, 80)), days)
+        ids = [f"r{index:03d}" for index in range(len(records))]
+        encoded = [sink.encode(record, record_id) for record, record_id in zip(records, ids)]
+        max_bytes = int(rng.choice([10**9, 20_000, 3_000]))
+        documents = sorted(bundle_documents(encoded, max_bytes), key=lambda document: document["_id"])
+        assert [{**d, "records": bytes(d["records"])} for d in documents] == naive_bundles(encoded, max_bytes)
 
 
 @pytest.mark.services

@@ -40,6 +40,12 @@ EncodedRecord = tuple[str, str, bytes]
 
 def bundle_documents(encoded: list[EncodedRecord], max_bytes: int = MAX_BUNDLE_BYTES) -> list[dict[str, Any]]:
     """The bundle documents of a batch: per day in the order of first appearance, split at `max_bytes`."""
+    if encoded and len({day for day, _, _ in encoded}) == 1:
+        # The usual batch, one day that fits one bundle: built without a Python step per record, since this
+        # runs in the logger's thread, which holds the GIL that the fetches need.
+        records = [data for _, _, data in encoded]
+        if sum(map(len, records)) <= max_bytes:
+            return [_bundle(encoded[0][0], encoded[0][1], records)]
     open_bundles: dict[str, tuple[str, list[bytes]]] = {}  # day: (first record id, encoded records)
     sizes: dict[str, int] = {}
     documents: list[dict[str, Any]] = []
