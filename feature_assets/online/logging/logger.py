@@ -1,7 +1,7 @@
 """The fetch logger: join fetches become log records, written by a background thread.
 
 A fetch encodes its own records: the key (for the sampling decision), the values (Avro), and the record as the
-sink stores it (`LogSink.encode`), about 15 us per record in C code, then appends them to a bounded buffer. The
+sink stores it (`LogSink.encode`), about 15 us per record, then appends them to a bounded buffer. The
 logger's thread only hands batches of encoded records to the sink: it shares Python's GIL with the fetches, and
 a fetch waiting for the GIL while that thread encodes a batch would cost far more than encoding its own record.
 A full buffer drops the record and counts it; a failing sink is retried with exponential backoff (the same
