@@ -18,7 +18,8 @@ end for 10% of the users, store the join's metadata, then time fetches:
   `--logging-rounds` rounds so both see the same machine, the logger flushed after each of its rounds so that
   its writes never fall into a round without it (`--log-sink kafka` logs to a local Kafka-protocol broker,
   `memory` measures the logger alone); p50 / p99 of all rounds and the overhead on p99 (the target: at most
-  10%), each round's p99 (how much the machine moves it), and the logger's counters.
+  10%), each round's p99 (how much the machine moves it), and the logger's counters. Then the same for batch
+  fetches of `--batch-size` requests (10 rounds of `--log-batches` / 10 batches each; no target).
 
 Prints p50 / p99 latency and throughput per scenario and the server used. MongoDB: `$FEATURE_ASSETS_MONGO_URI`,
 else a local SecantusDB started for the run (written in Python, so absolute numbers are far from a real
@@ -141,6 +142,7 @@ def main(argv=None) -> int:
     # A round's p99 moves between 1.1 and 2.4 ms on this machine, with or without logging: with 30 rounds of each
     # mode, the overhead on the pooled p99 spread over 5 points between runs (over 20 with 6 rounds).
     parser.add_argument("--logging-rounds", type=int, default=30, help="alternating rounds without/with logging")
+    parser.add_argument("--log-batches", type=int, default=500, help="batch fetches per mode in the logging comparison")
     parser.add_argument("--log-batch-size", type=int, default=None, help="the logger's batch size (default: its own)")
     parser.add_argument("--log-linger", type=float, default=None, help="the logger's linger seconds (default: its own)")
     parser.add_argument(
@@ -386,6 +388,7 @@ def compare_logging(args, store: MongoKVStore, singles: list[dict], at: int) -> 
             # The logger writes up to its linger after the round: wait, so none of its work lands in the next
             # round without logging (the tail of each round's records is then written untimed).
             flushed = logger.flush(60) and flushed
+    batch_stats = compare_logged_batches(args, plain, logged, name, requests, at)
     counters = logger.counters()
     logger.close()
     if broker is not None:
@@ -403,12 +406,38 @@ def compare_logging(args, store: MongoKVStore, singles: list[dict], at: int) -> 
     print("p99 per round (ms), without:", " ".join(f"{v:.2f}" for v in round_p99s["without"]))
     print("p99 per round (ms), with:   ", " ".join(f"{v:.2f}" for v in round_p99s["with"]))
     overhead = stats["with"][1] / stats["without"][1] - 1
+    for label, (p50, p99) in batch_stats.items():
+        print(f"batches of {args.batch_size}, {label + ' logging':16s}: p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    print(
+        f"batches of {args.batch_size}: logging adds {batch_stats['with'][1] / batch_stats['without'][1] - 1:+.1%} "
+        f"to p99 ({batch_stats['with'][0] / batch_stats['without'][0] - 1:+.1%} to p50; no target: each request "
+        f"is encoded in the fetch's thread)"
+    )
     print(
         f"logging adds {overhead * 100:+.1f}% to p99 ({stats['with'][0] / stats['without'][0] - 1:+.1%} to p50); "
         f"logger {'flushed' if flushed else 'NOT flushed'}: {counters}; "
         f"fetch_log: {documents} documents holding {stored} records",
         flush=True,
     )
+
+
+def compare_logged_batches(args, plain: Fetcher, logged: Fetcher, name: str, requests: list, at: int) -> dict:
+    """Batch join fetches of `--batch-size` requests without and with the logger, in 10 alternating rounds of
+    `--log-batches` / 10 batches, the logger flushed (untimed) after each of its rounds: {mode: (p50, p99)}."""
+    size = max(1, args.batch_size)
+    batches = [requests[start : start + size] for start in range(0, len(requests) - size + 1, size)] or [requests]
+    per_round = max(1, args.log_batches // 10)
+    latencies: dict[str, list[float]] = {"without": [], "with": []}
+    for round_index in range(10):
+        for label, fetcher in (("without", plain), ("with", logged)):
+            for index in range(per_round):
+                batch = batches[(round_index * per_round + index) % len(batches)]
+                started = time.perf_counter()
+                fetcher.fetch_join(name, batch, at)
+                latencies[label].append((time.perf_counter() - started) * 1000)
+            if fetcher.logger is not None:
+                fetcher.logger.flush(60)
+    return {label: (percentile(values, 0.5), percentile(values, 0.99)) for label, values in latencies.items()}
 
 
 if __name__ == "__main__":
